@@ -1,0 +1,11 @@
+//! `drlab`: runs a two-DC Genesys SIP Cluster lab (and, as their crates land, GWS nodes, proxies
+//! and simulators) from a topology file, in one process.
+//!
+//! * [`topology`] — the TOML topology, with the default of architecture §2 compiled in;
+//! * [`lab`] — starting and stopping every node of a topology.
+
+pub mod lab;
+pub mod topology;
+
+pub use lab::Lab;
+pub use topology::{Topology, DEFAULT_TOPOLOGY};

@@ -1,0 +1,236 @@
+//! The topology file: which nodes run where, their DNs, timers and options. The default one is
+//! compiled in (`topology/default.toml`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sipserver_mock::{AddpSettings, AgentOptions, DnRange, NodeConfig, RegistrarConfig};
+
+/// The embedded default topology, as text.
+pub const DEFAULT_TOPOLOGY: &str = include_str!("../topology/default.toml");
+
+/// A whole lab.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub timers: Timers,
+    /// Named timer profiles (`fast`) that replace `timers` when chosen.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Timers>,
+    #[serde(default)]
+    pub registrar: RegistrarConfig,
+    #[serde(default)]
+    pub options: Options,
+    pub dns: Vec<DnRange>,
+    pub sip_nodes: Vec<SipNodeSpec>,
+}
+
+/// Protocol timers (scenarios.md §0).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Timers {
+    #[serde(with = "nodekit::duration")]
+    pub ownership_move_delay: Duration,
+    #[serde(with = "nodekit::duration")]
+    pub wrap_up_time: Duration,
+    #[serde(with = "nodekit::duration")]
+    pub addp_interval: Duration,
+    #[serde(with = "nodekit::duration")]
+    pub addp_timeout: Duration,
+}
+
+/// Genesys options shared by every SIP node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub logout_on_disconnect: bool,
+    pub agent_emu_login_on_call: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let d = AgentOptions::default();
+        Options {
+            logout_on_disconnect: d.logout_on_disconnect,
+            agent_emu_login_on_call: d.agent_emu_login_on_call,
+        }
+    }
+}
+
+/// One SIP Cluster node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipNodeSpec {
+    pub name: String,
+    pub dc: String,
+    pub address: IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlib_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tc_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_token: Option<String>,
+}
+
+impl Topology {
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        // The embedded file is checked by a unit test, so this cannot fail in a release.
+        Self::parse(DEFAULT_TOPOLOGY)
+            .unwrap_or_else(|e| panic!("embedded topology is invalid: {e}"))
+    }
+
+    /// Parses and validates a topology file's text; errors name the bad field.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let topology: Topology = toml::from_str(text).map_err(|e| e.to_string())?;
+        topology.validate()?;
+        Ok(topology)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.sip_nodes.is_empty() {
+            return Err("field `sip_nodes`: at least one SIP node is needed".into());
+        }
+        let mut names = HashSet::new();
+        let mut sockets = HashSet::new();
+        for (i, node) in self.sip_nodes.iter().enumerate() {
+            if !names.insert(node.name.as_str()) {
+                return Err(format!(
+                    "field `sip_nodes[{i}].name`: `{}` is used twice",
+                    node.name
+                ));
+            }
+            if !sockets.insert((node.address, node.sip_port.unwrap_or(5060))) {
+                return Err(format!(
+                    "field `sip_nodes[{i}].address`: {} and its SIP port are used twice",
+                    node.address
+                ));
+            }
+        }
+        for (name, timers) in std::iter::once(("timers".to_string(), &self.timers)).chain(
+            self.profiles
+                .iter()
+                .map(|(n, t)| (format!("profiles.{n}"), t)),
+        ) {
+            if timers.addp_interval.is_zero() || timers.addp_timeout <= timers.addp_interval {
+                return Err(format!(
+                    "field `{name}.addp_timeout`: must be longer than a non-zero `addp_interval`"
+                ));
+            }
+        }
+        for node in self.node_configs(None)? {
+            node.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The timers of `profile` (None: the file's `[timers]`).
+    pub fn timers(&self, profile: Option<&str>) -> Result<&Timers, String> {
+        match profile {
+            None | Some("default") => Ok(&self.timers),
+            Some(p) => self.profiles.get(p).ok_or_else(|| {
+                let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+                format!(
+                    "profile `{p}` is not in the topology (known: default, {})",
+                    known.join(", ")
+                )
+            }),
+        }
+    }
+
+    /// One `NodeConfig` per SIP node, with `profile`'s timers.
+    pub fn node_configs(&self, profile: Option<&str>) -> Result<Vec<NodeConfig>, String> {
+        let timers = self.timers(profile)?;
+        Ok(self
+            .sip_nodes
+            .iter()
+            .map(|spec| {
+                let mut c = NodeConfig::new(&spec.name, &spec.dc, spec.address);
+                c.sip_port = spec.sip_port.unwrap_or(c.sip_port);
+                c.tlib_port = spec.tlib_port.unwrap_or(c.tlib_port);
+                c.tc_port = spec.tc_port.unwrap_or(c.tc_port);
+                c.control_port = spec.control_port.unwrap_or(c.control_port);
+                c.control_token = spec.control_token.clone();
+                c.dns = self.dns.clone();
+                c.registrar = self.registrar.clone();
+                c.options = AgentOptions {
+                    logout_on_disconnect: self.options.logout_on_disconnect,
+                    agent_emu_login_on_call: self.options.agent_emu_login_on_call,
+                    wrap_up_time: timers.wrap_up_time,
+                    ownership_move_delay: timers.ownership_move_delay,
+                };
+                c.addp = AddpSettings {
+                    interval: timers.addp_interval,
+                    timeout: timers.addp_timeout,
+                };
+                c
+            })
+            .collect())
+    }
+
+    /// Every port 0: the same lab on free ports (tests run many labs side by side).
+    pub fn with_ephemeral_ports(mut self) -> Self {
+        for n in &mut self.sip_nodes {
+            n.sip_port = Some(0);
+            n.tlib_port = Some(0);
+            n.tc_port = Some(0);
+            n.control_port = Some(0);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_topology_is_the_architecture_default() {
+        let t = Topology::parse(DEFAULT_TOPOLOGY).unwrap();
+        let nodes = t.node_configs(None).unwrap();
+        let addrs: Vec<String> = nodes.iter().map(|n| n.sip_addr().to_string()).collect();
+        assert_eq!(
+            addrs,
+            [
+                "127.0.1.1:5060",
+                "127.0.1.2:5060",
+                "127.0.2.1:5060",
+                "127.0.2.2:5060"
+            ]
+        );
+        assert!(nodes
+            .iter()
+            .all(|n| n.tlib_port == 3000 && n.control_port == 9000 && n.tc_port == 3100));
+        assert_eq!(
+            nodes[0].options.ownership_move_delay,
+            Duration::from_secs(30)
+        );
+        let fast = t.node_configs(Some("fast")).unwrap();
+        assert_eq!(fast[0].options.ownership_move_delay, Duration::from_secs(1));
+        assert_eq!(fast[0].addp.timeout, Duration::from_millis(600));
+        assert!(t.node_configs(Some("turbo")).unwrap_err().contains("turbo"));
+    }
+
+    #[test]
+    fn bad_topologies_name_the_field() {
+        let dup = DEFAULT_TOPOLOGY.replace("name = \"ss2\"", "name = \"ss1\"");
+        assert!(Topology::parse(&dup)
+            .unwrap_err()
+            .contains("sip_nodes[1].name"));
+        let bad_timer =
+            DEFAULT_TOPOLOGY.replace("addp_timeout = \"600ms\"", "addp_timeout = \"100ms\"");
+        assert!(Topology::parse(&bad_timer)
+            .unwrap_err()
+            .contains("profiles.fast.addp_timeout"));
+        let typo = DEFAULT_TOPOLOGY.replace("[registrar]", "[registrar]\nmax_expiry = \"1s\"");
+        assert!(Topology::parse(&typo).unwrap_err().contains("max_expiry"));
+        let bad_range = DEFAULT_TOPOLOGY.replace("7000-7999", "7000-79x9");
+        assert!(Topology::parse(&bad_range).unwrap_err().contains("dns[0]"));
+    }
+}

@@ -1,0 +1,14 @@
+//! What every drlab node shares (architecture §3.4): the control plane served over HTTP, the
+//! event journal, Prometheus metrics, duration parsing for configuration files and the tracing
+//! set-up. Each node type implements [`ControlTarget`]; the same operations back the HTTP
+//! endpoints and the in-process `NodeHandle`s, so local and remote control behave alike.
+
+pub mod control;
+pub mod duration;
+pub mod journal;
+pub mod metrics;
+pub mod telemetry;
+
+pub use control::{serve_control, serve_control_on, ControlServer, ControlTarget};
+pub use journal::{Entry, Journal};
+pub use metrics::Metrics;

@@ -1,0 +1,250 @@
+//! The control plane over HTTP with a toy node.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use netfault::Faults;
+use nodekit::control::BoxFuture;
+use nodekit::{serve_control, ControlTarget, Journal};
+use serde_json::{json, Value};
+
+struct Toy {
+    journal: Journal,
+    faults: Faults,
+    crashes: AtomicUsize,
+}
+
+impl ControlTarget for Toy {
+    fn node_name(&self) -> &str {
+        "toy"
+    }
+    fn state(&self) -> BoxFuture<'_, Value> {
+        Box::pin(async { json!({ "crashes": self.crashes.load(Ordering::SeqCst) }) })
+    }
+    fn journal(&self) -> &Journal {
+        &self.journal
+    }
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+    fn metrics_text(&self) -> String {
+        "# TYPE toy_up gauge\ntoy_up 1\n".into()
+    }
+    fn crash(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+    fn restart(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async { anyhow::bail!("toy cannot restart") })
+    }
+}
+
+async fn start(token: Option<&str>) -> (Arc<Toy>, String, nodekit::ControlServer) {
+    let toy = Arc::new(Toy {
+        journal: Journal::new("toy", 100),
+        faults: Faults::new(),
+        crashes: AtomicUsize::new(0),
+    });
+    let server = serve_control(
+        "127.0.0.1:0".parse().unwrap(),
+        toy.clone(),
+        token.map(Into::into),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    (toy, base, server)
+}
+
+#[tokio::test]
+async fn faults_state_events_metrics_crash() {
+    let (toy, base, _server) = start(None).await;
+    let http = reqwest::Client::new();
+
+    let r = http
+        .post(format!("{base}/faults"))
+        .json(&json!({"link":"tc:*","mode":"drop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let ids: Value = r.json().await.unwrap();
+    let id = ids["ids"][0].as_u64().unwrap();
+    assert!(toy.faults.verdict("tc:ss1-ss3", None).drop);
+
+    // Bad rules name the field and add nothing.
+    let r = http
+        .post(format!("{base}/faults"))
+        .json(&json!([{"link":"x","mode":"reject"},{"link":"y","mode":"delay"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("`ms`"), "{body}");
+    assert_eq!(toy.faults.list().len(), 1);
+    let r = http
+        .post(format!("{base}/faults"))
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(format!("{base}/faults"))
+        .json(&json!({"link":"x","mode":"melt"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let list: Value = http
+        .get(format!("{base}/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["faults"][0]["mode"], "drop");
+    assert_eq!(
+        http.delete(format!("{base}/faults/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.delete(format!("{base}/faults/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.delete(format!("{base}/faults/abc"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    let events: Value = http
+        .get(format!("{base}/events?since=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["fault.added", "fault.removed"]);
+
+    // Long-poll wakes on a new entry.
+    let last = events["last_seq"].as_u64().unwrap();
+    let j = toy.journal.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        j.record("dn.in_service", json!({"dn":"7001"}));
+    });
+    let events: Value = http
+        .get(format!("{base}/events?since={last}&wait_ms=5000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["events"][0]["kind"], "dn.in_service");
+    assert_eq!(
+        http.get(format!("{base}/events?since=x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("toy_up 1"));
+    assert!(metrics.contains("drlab_fault_rules{node=\"toy\"} 0"));
+
+    assert_eq!(
+        http.post(format!("{base}/crash"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let state: Value = http
+        .get(format!("{base}/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["crashes"], 1);
+    let r = http.post(format!("{base}/restart")).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        http.get(format!("{base}/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn token_guards_every_endpoint() {
+    let (_toy, base, _server) = start(Some("s3cret")).await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/state"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let ok = http
+        .get(format!("{base}/state"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn non_loopback_needs_a_token() {
+    let toy = Arc::new(Toy {
+        journal: Journal::new("toy", 1),
+        faults: Faults::new(),
+        crashes: AtomicUsize::new(0),
+    });
+    let err = serve_control("0.0.0.0:0".parse().unwrap(), toy, None)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("token"));
+}

@@ -1,0 +1,373 @@
+//! Starting, crashing, restarting and stopping a node: the tasks around [`NodeCore`].
+//!
+//! Tasks: one core task owns the state and reads SIP messages, T-Lib inputs and timers; the SIP
+//! transport has its own receive tasks; one task accepts T-Lib connections and one task serves
+//! each of them. The control plane outlives crashes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use netfault::Faults;
+use nodekit::control::BoxFuture;
+use nodekit::{serve_control_on, ControlServer, ControlTarget, Journal};
+use serde_json::{json, Value};
+use sipcore::transport::{Incoming, SipTransport, TransportOptions};
+use tlib::{Message, MessageError};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::agent::ClientId;
+use crate::config::NodeConfig;
+use crate::core::NodeCore;
+use crate::metrics::NodeMetrics;
+use crate::tlib_conn;
+
+/// What the core task receives besides SIP messages.
+pub enum Input {
+    ClientUp {
+        id: ClientId,
+        peer: SocketAddr,
+        tx: mpsc::Sender<Message>,
+    },
+    ClientMessage {
+        id: ClientId,
+        msg: Result<Message, MessageError>,
+    },
+    ClientGone {
+        id: ClientId,
+        reason: String,
+    },
+    Snapshot(oneshot::Sender<Value>),
+}
+
+/// Inputs queued towards the core before senders wait.
+const CORE_QUEUE: usize = 16 * 1024;
+
+/// A running node. Dropping it does not stop it; call [`SipNode::shutdown`].
+#[derive(Clone)]
+pub struct SipNode {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    /// The configuration with the ports actually bound (port 0 resolved).
+    config: Arc<NodeConfig>,
+    journal: Journal,
+    faults: Faults,
+    metrics: Arc<NodeMetrics>,
+    next_client: Arc<AtomicU64>,
+    services: tokio::sync::Mutex<Option<Services>>,
+    control: Mutex<Option<ControlServer>>,
+}
+
+/// The sockets and tasks that a crash kills and a restart brings back.
+struct Services {
+    core: mpsc::Sender<Input>,
+    stop: CancellationToken,
+    sip: SipTransport,
+}
+
+/// Starts a node: SIP (UDP+TCP), T-Lib, control plane. Port 0 anywhere means "any free port";
+/// [`SipNode::config`] tells the ports bound.
+pub async fn start(mut config: NodeConfig) -> anyhow::Result<SipNode> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("node {}: {e}", config.name))?;
+    let control_listener = TcpListener::bind(config.control_addr())
+        .await
+        .with_context(|| {
+            format!(
+                "node {}: cannot bind control on {}",
+                config.name,
+                config.control_addr()
+            )
+        })?;
+    let faults = Faults::new();
+    let journal = Journal::new(&config.name, config.journal_capacity);
+    let metrics = Arc::new(NodeMetrics::new(&config.name));
+    let next_client = Arc::new(AtomicU64::new(1));
+    let (services, sip_addr, tlib_addr) =
+        Services::start(&config, &faults, &journal, &metrics, next_client.clone()).await?;
+    // Later restarts bind the same ports.
+    config.sip_port = sip_addr.port();
+    config.tlib_port = tlib_addr.port();
+    config.control_port = control_listener.local_addr()?.port();
+    let node = SipNode {
+        inner: Arc::new(NodeInner {
+            config: Arc::new(config),
+            journal,
+            faults,
+            metrics,
+            next_client,
+            services: tokio::sync::Mutex::new(Some(services)),
+            control: Mutex::new(None),
+        }),
+    };
+    let token = node.inner.config.control_token.clone();
+    let control = serve_control_on(control_listener, Arc::new(node.clone()), token)
+        .with_context(|| format!("node {}", node.name()))?;
+    *node.inner.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(control);
+    let c = &node.inner.config;
+    node.inner
+        .journal
+        .record("node.started", json!({ "node": c.name, "dc": c.dc }));
+    tracing::info!(node = %c.name, sip = %c.sip_addr(), tlib = %c.tlib_addr(), control = %c.control_addr(), "SIP node up");
+    Ok(node)
+}
+
+impl Services {
+    async fn start(
+        config: &NodeConfig,
+        faults: &Faults,
+        journal: &Journal,
+        metrics: &Arc<NodeMetrics>,
+        next_client: Arc<AtomicU64>,
+    ) -> anyhow::Result<(Services, SocketAddr, SocketAddr)> {
+        let name = &config.name;
+        let (sip, sip_rx) = SipTransport::bind(
+            faults,
+            &format!("sip:{name}"),
+            config.sip_addr(),
+            TransportOptions::default(),
+        )
+        .await
+        .with_context(|| format!("node {name}: cannot bind SIP on {}", config.sip_addr()))?;
+        let tlib_listener = TcpListener::bind(config.tlib_addr())
+            .await
+            .with_context(|| format!("node {name}: cannot bind T-Lib on {}", config.tlib_addr()))?;
+        let sip_addr = sip.local_addr();
+        let tlib_addr = tlib_listener.local_addr()?;
+        let mut resolved = config.clone();
+        resolved.sip_port = sip_addr.port();
+        resolved.tlib_port = tlib_addr.port();
+        let core = NodeCore::new(Arc::new(resolved), journal.clone(), metrics.clone())
+            .map_err(anyhow::Error::msg)?;
+        let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
+        let stop = CancellationToken::new();
+        let span = tracing::info_span!("node", name = %name);
+        tokio::spawn(
+            run_core(core, core_rx, sip_rx, sip.clone(), stop.clone()).instrument(span.clone()),
+        );
+        tokio::spawn(
+            accept_tlib(
+                tlib_listener,
+                faults.clone(),
+                format!("tlib:{name}"),
+                config.addp.to_tlib(),
+                core_tx.clone(),
+                next_client,
+                stop.clone(),
+            )
+            .instrument(span),
+        );
+        Ok((
+            Services {
+                core: core_tx,
+                stop,
+                sip,
+            },
+            sip_addr,
+            tlib_addr,
+        ))
+    }
+}
+
+async fn run_core(
+    mut core: NodeCore,
+    mut inputs: mpsc::Receiver<Input>,
+    mut sip_rx: mpsc::Receiver<Incoming>,
+    sip: SipTransport,
+    stop: CancellationToken,
+) {
+    loop {
+        let deadline = core.next_deadline();
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            Some(incoming) = sip_rx.recv() => {
+                if let Some((dest, bytes)) = core.on_sip(incoming, Instant::now()) {
+                    if let Err(e) = sip.send(&dest, bytes).await {
+                        tracing::debug!(to = %dest.remote, error = %e, "SIP send failed");
+                    }
+                }
+            }
+            Some(input) = inputs.recv() => match input {
+                Input::ClientUp { id, peer, tx } => core.client_up(id, peer, tx),
+                Input::ClientMessage { id, msg } => core.client_message(id, msg),
+                Input::ClientGone { id, reason } => core.client_gone(id, &reason),
+                Input::Snapshot(reply) => { let _ = reply.send(core.snapshot()); }
+            },
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                core.on_timer(Instant::now());
+            }
+        }
+    }
+    core.reset();
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept_tlib(
+    listener: TcpListener,
+    faults: Faults,
+    link: String,
+    addp: tlib::AddpConfig,
+    core: mpsc::Sender<Input>,
+    next_client: Arc<AtomicU64>,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "T-Lib accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(stream) = netfault::tcp::accept_stream(&faults, &link, stream) else {
+            continue;
+        };
+        let id = next_client.fetch_add(1, Ordering::Relaxed);
+        let (core, stop) = (core.clone(), stop.clone());
+        let span = tracing::info_span!("tlib_client", id, %peer);
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tlib_conn::serve(id, stream, addp, core) => {}
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+impl SipNode {
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.inner.config.sip_addr()
+    }
+    pub fn tlib_addr(&self) -> SocketAddr {
+        self.inner.config.tlib_addr()
+    }
+    pub fn control_addr(&self) -> SocketAddr {
+        self.inner.config.control_addr()
+    }
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// The node's whole state (what `GET /state` returns).
+    pub async fn state(&self) -> Value {
+        let core = self
+            .inner
+            .services
+            .lock()
+            .await
+            .as_ref()
+            .map(|s| s.core.clone());
+        let running = json!({ "node": self.name(), "running": false });
+        let Some(core) = core else { return running };
+        let (tx, rx) = oneshot::channel();
+        if core.send(Input::Snapshot(tx)).await.is_err() {
+            return running;
+        }
+        let mut state = rx.await.unwrap_or(running);
+        state["running"] = json!(true);
+        state
+    }
+
+    /// Closes every socket abruptly (TCP peers get an RST) and forgets all state; the control
+    /// plane stays up.
+    pub async fn crash(&self) {
+        if let Some(services) = self.inner.services.lock().await.take() {
+            self.inner.faults.crash();
+            services.stop.cancel();
+            services.sip.close_all();
+            self.inner
+                .journal
+                .record("node.crashed", json!({ "node": self.name() }));
+            tracing::warn!(node = %self.name(), "crashed");
+        }
+    }
+
+    /// Crash if running, then start fresh on the same addresses.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.crash().await;
+        self.bring_up().await?;
+        self.inner
+            .journal
+            .record("node.restarted", json!({ "node": self.name() }));
+        Ok(())
+    }
+
+    /// Stops everything, control plane included.
+    pub async fn shutdown(&self) {
+        if let Some(services) = self.inner.services.lock().await.take() {
+            services.stop.cancel();
+            services.sip.close_all();
+        }
+        self.inner
+            .control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    async fn bring_up(&self) -> anyhow::Result<()> {
+        let mut slot = self.inner.services.lock().await;
+        if slot.is_none() {
+            let (services, _, _) = Services::start(
+                &self.inner.config,
+                &self.inner.faults,
+                &self.inner.journal,
+                &self.inner.metrics,
+                self.inner.next_client.clone(),
+            )
+            .await?;
+            *slot = Some(services);
+        }
+        Ok(())
+    }
+}
+
+impl ControlTarget for SipNode {
+    fn node_name(&self) -> &str {
+        self.name()
+    }
+    fn state(&self) -> BoxFuture<'_, Value> {
+        Box::pin(SipNode::state(self))
+    }
+    fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+    fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+    fn metrics_text(&self) -> String {
+        self.inner.metrics.registry.render()
+    }
+    fn crash(&self) -> BoxFuture<'_, ()> {
+        Box::pin(SipNode::crash(self))
+    }
+    fn restart(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(SipNode::restart(self))
+    }
+}

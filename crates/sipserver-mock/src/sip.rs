@@ -1,0 +1,198 @@
+//! The SIP side of the core: the registrar (domain.md §5.2, scenarios.md R1, R12) and OPTIONS.
+//! Requests arrive parsed; answers leave as bytes for the transport.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rsip::prelude::*;
+use rsip::{Method, SipMessage};
+use serde_json::json;
+use sipcore::builder::{self, status};
+use sipcore::transport::{Incoming, IncomingMessage, Source, TransportKind};
+use sipcore::{fields, response_for, TxVerdict};
+use tokio::time::Instant;
+
+use crate::core::NodeCore;
+use crate::dn::DnKind;
+use crate::registrar::{RegisterAsk, RegisterOutcome, RegisterRefusal, SipTransport};
+
+impl NodeCore {
+    /// One message from the SIP transport; returns what to send back, if anything.
+    pub fn on_sip(&mut self, incoming: Incoming, now: Instant) -> Option<(Source, Bytes)> {
+        let source = incoming.source;
+        let request = match incoming.msg {
+            IncomingMessage::Sip(SipMessage::Request(req)) => req,
+            // This node sends no requests yet, so responses are strays.
+            IncomingMessage::Sip(SipMessage::Response(_)) => {
+                self.metrics.sip_dropped.inc();
+                return None;
+            }
+            IncomingMessage::Invalid { raw, error } => {
+                self.metrics.sip_bad_requests.inc();
+                tracing::debug!(node = %self.node, %error, from = %source.remote, "malformed SIP message");
+                return sipcore::bad_request_response(&raw, &error.to_string())
+                    .map(|b| (source, b));
+            }
+        };
+        self.metrics.sip_requests.inc();
+        let key = match self.transactions.on_request(&request, now.into_std()) {
+            Ok(TxVerdict::New(key)) => key,
+            Ok(TxVerdict::Retransmission(cached)) => {
+                self.metrics.sip_retransmissions.inc();
+                return cached.map(|b| (source, b));
+            }
+            // No INVITE dialogs on this node yet: an ACK has nothing to acknowledge.
+            Ok(TxVerdict::Ack(_)) => return None,
+            Err(e) => return Some((source, self.reject(&request, 400, &e.reason()))),
+        };
+        let response = match request.method {
+            Method::Register => self.on_register(&request, source, now),
+            Method::Options => {
+                let mut resp = response_for(&request, status(200));
+                builder::set_header(&mut resp, rsip::Header::Allow("REGISTER, OPTIONS".into()));
+                resp
+            }
+            _ => {
+                let mut resp = response_for(&request, status(405));
+                builder::set_header(&mut resp, rsip::Header::Allow("REGISTER, OPTIONS".into()));
+                resp
+            }
+        };
+        let code = response.status_code.code();
+        self.metrics.sip_responses(code);
+        let bytes = Bytes::from(response.to_string());
+        self.transactions.on_response(
+            &key,
+            bytes.clone(),
+            now.into_std(),
+            source.transport.is_reliable(),
+        );
+        Some((source, bytes))
+    }
+
+    fn reject(&self, req: &rsip::Request, code: u16, reason: &str) -> Bytes {
+        self.metrics.sip_responses(code);
+        let mut resp = response_for(req, status(code));
+        builder::set_header(
+            &mut resp,
+            rsip::Header::Warning(format!("399 drlab \"{reason}\"").into()),
+        );
+        Bytes::from(resp.to_string())
+    }
+
+    fn on_register(&mut self, req: &rsip::Request, source: Source, now: Instant) -> rsip::Response {
+        let bad = |reason: String| {
+            let mut resp = response_for(req, status(400));
+            builder::set_header(
+                &mut *&mut resp,
+                rsip::Header::Warning(format!("399 drlab \"{reason}\"").into()),
+            );
+            resp
+        };
+        for check in [
+            fields::call_id(req).err(),
+            fields::cseq(req).err(),
+            req.from_header()
+                .err()
+                .map(|_| fields::FieldError::Missing("From")),
+        ] {
+            if let Some(e) = check {
+                return bad(e.reason());
+            }
+        }
+        let dn = match fields::dn_from_to_uri(req) {
+            Ok(dn) => dn,
+            Err(e) => return bad(e.reason()),
+        };
+        match self.plan.lookup(&dn).map(|i| i.kind) {
+            None => return response_for(req, status(404)),
+            Some(DnKind::Pstn) => {
+                let mut resp = response_for(req, status(403));
+                builder::set_header(
+                    &mut resp,
+                    rsip::Header::Warning(
+                        format!("399 drlab \"DN {dn} is a PSTN DN; it is not SIP-registered\"")
+                            .into(),
+                    ),
+                );
+                return resp;
+            }
+            Some(DnKind::Softphone) => {}
+        }
+        let expires_header = match fields::expires_header(req) {
+            Ok(e) => e,
+            Err(e) => return bad(e.reason()),
+        };
+        let ask = if fields::is_wildcard_contact(req) {
+            if expires_header != Some(0) {
+                return bad("Contact: * needs Expires: 0".into());
+            }
+            RegisterAsk::Remove
+        } else {
+            match fields::contact_uri(req) {
+                Err(e) => return bad(e.reason()),
+                Ok(None) => RegisterAsk::Query,
+                Ok(Some(uri)) => {
+                    let expires = match fields::expires_of_contact(req) {
+                        Ok(e) => e.or(expires_header),
+                        Err(e) => return bad(e.reason()),
+                    };
+                    RegisterAsk::Bind {
+                        contact: format!("<{uri}>"),
+                        expires: expires.map(|s| Duration::from_secs(u64::from(s))),
+                        source: source.remote,
+                        transport: match source.transport {
+                            TransportKind::Udp => SipTransport::Udp,
+                            TransportKind::Tcp => SipTransport::Tcp,
+                        },
+                    }
+                }
+            }
+        };
+        match self.registrar.register(&dn, ask, now) {
+            Err(RegisterRefusal::IntervalTooBrief { min }) => {
+                let mut resp = response_for(req, status(423));
+                builder::set_min_expires(&mut resp, min.as_secs() as u32);
+                resp
+            }
+            Ok(outcome) => {
+                let mut resp = response_for(req, status(200));
+                match outcome {
+                    RegisterOutcome::Bound {
+                        granted,
+                        was_unbound,
+                    } => {
+                        let secs = granted.as_secs() as u32;
+                        if let Some(b) = self.registrar.binding(&dn) {
+                            let contact = b.contact.to_string();
+                            builder::add_contact(&mut resp, &contact, Some(secs));
+                        }
+                        builder::set_expires(&mut resp, secs);
+                        if was_unbound {
+                            self.metrics.registrations_new.inc();
+                            self.journal.record(
+                                "sip.registered",
+                                json!({ "dn": dn, "expires": secs, "from": source.remote.to_string() }),
+                            );
+                            self.softphone_bound(&dn);
+                        } else {
+                            self.metrics.registrations_refreshed.inc();
+                        }
+                    }
+                    RegisterOutcome::Removed { was_bound } => {
+                        if was_bound {
+                            self.journal.record("sip.unregistered", json!({ "dn": dn }));
+                            self.softphone_unbound(&dn);
+                        }
+                    }
+                    RegisterOutcome::Current(Some((contact, left))) => {
+                        builder::add_contact(&mut resp, &contact, Some(left.as_secs() as u32));
+                    }
+                    RegisterOutcome::Current(None) => {}
+                }
+                self.metrics.bindings.set(self.registrar.len() as i64);
+                resp
+            }
+        }
+    }
+}
