@@ -36,7 +36,8 @@ pub enum Input {
     },
     ClientMessage {
         id: ClientId,
-        msg: Result<Message, MessageError>,
+        /// Boxed: a decoded message is large and most inputs are small.
+        msg: Box<Result<Message, MessageError>>,
     },
     ClientGone {
         id: ClientId,
@@ -198,7 +199,7 @@ async fn run_core(
             }
             Some(input) = inputs.recv() => match input {
                 Input::ClientUp { id, peer, tx } => core.client_up(id, peer, tx),
-                Input::ClientMessage { id, msg } => core.client_message(id, msg),
+                Input::ClientMessage { id, msg } => core.client_message(id, *msg),
                 Input::ClientGone { id, reason } => core.client_gone(id, &reason),
                 Input::Snapshot(reply) => { let _ = reply.send(core.snapshot()); }
             },

@@ -72,33 +72,18 @@ impl NodeCore {
 
     fn reject(&self, req: &rsip::Request, code: u16, reason: &str) -> Bytes {
         self.metrics.sip_responses(code);
-        let mut resp = response_for(req, status(code));
-        builder::set_header(
-            &mut resp,
-            rsip::Header::Warning(format!("399 drlab \"{reason}\"").into()),
-        );
-        Bytes::from(resp.to_string())
+        Bytes::from(warned(req, code, reason).to_string())
     }
 
     fn on_register(&mut self, req: &rsip::Request, source: Source, now: Instant) -> rsip::Response {
-        let bad = |reason: String| {
-            let mut resp = response_for(req, status(400));
-            builder::set_header(
-                &mut *&mut resp,
-                rsip::Header::Warning(format!("399 drlab \"{reason}\"").into()),
-            );
-            resp
-        };
-        for check in [
-            fields::call_id(req).err(),
-            fields::cseq(req).err(),
-            req.from_header()
-                .err()
-                .map(|_| fields::FieldError::Missing("From")),
-        ] {
-            if let Some(e) = check {
-                return bad(e.reason());
-            }
+        let bad = |reason: String| warned(req, 400, &reason);
+        let from = req
+            .from_header()
+            .err()
+            .map(|_| fields::FieldError::Missing("From"));
+        let missing = [fields::call_id(req).err(), fields::cseq(req).err(), from];
+        if let Some(e) = missing.into_iter().flatten().next() {
+            return bad(e.reason());
         }
         let dn = match fields::dn_from_to_uri(req) {
             Ok(dn) => dn,
@@ -107,15 +92,11 @@ impl NodeCore {
         match self.plan.lookup(&dn).map(|i| i.kind) {
             None => return response_for(req, status(404)),
             Some(DnKind::Pstn) => {
-                let mut resp = response_for(req, status(403));
-                builder::set_header(
-                    &mut resp,
-                    rsip::Header::Warning(
-                        format!("399 drlab \"DN {dn} is a PSTN DN; it is not SIP-registered\"")
-                            .into(),
-                    ),
+                return warned(
+                    req,
+                    403,
+                    &format!("DN {dn} is a PSTN DN; it is not SIP-registered"),
                 );
-                return resp;
             }
             Some(DnKind::Softphone) => {}
         }
@@ -195,4 +176,14 @@ impl NodeCore {
             }
         }
     }
+}
+
+/// A response with a `Warning: 399 drlab "<reason>"` header saying what was wrong.
+fn warned(req: &rsip::Request, code: u16, reason: &str) -> rsip::Response {
+    let mut resp = response_for(req, status(code));
+    builder::set_header(
+        &mut resp,
+        rsip::Header::Warning(format!("399 drlab \"{reason}\"").into()),
+    );
+    resp
 }

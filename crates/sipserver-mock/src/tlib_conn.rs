@@ -44,7 +44,7 @@ pub async fn serve(id: ClientId, stream: FaultStream, addp: AddpConfig, core: mp
                         }
                         Ok(MessageName::Pong) => {}
                         _ => {
-                            if core.send(Input::ClientMessage { id, msg }).await.is_err() {
+                            if core.send(Input::ClientMessage { id, msg: Box::new(msg) }).await.is_err() {
                                 break "node stopped".into();
                             }
                         }
