@@ -224,7 +224,7 @@ server_bindings() {
     if [[ $SERVER == ours ]]; then
         curl -sf "http://$OURS_IP:9000/metrics" | awk '/^drlab_sip_bindings/ { print $2 }'
     else
-        kamcmd -s "$KCTL" stats.get_statistics usrloc:location_contacts | awk '{ print $3 }'
+        kamcmd -s "$KCTL" stats.get_statistics usrloc: | awk '$1 == "usrloc:location_contacts" { print $3 }'
     fi
 }
 

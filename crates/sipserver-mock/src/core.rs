@@ -276,3 +276,7 @@ impl NodeCore {
         self.metrics.clients.set(0);
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;
