@@ -163,6 +163,7 @@ impl Topology {
                     logout_on_disconnect: self.options.logout_on_disconnect,
                     agent_emu_login_on_call: self.options.agent_emu_login_on_call,
                     wrap_up_time: timers.wrap_up_time,
+                    wrap_up_untimed: false,
                     ownership_move_delay: timers.ownership_move_delay,
                 };
                 c.addp = AddpSettings {

@@ -39,6 +39,13 @@ pub struct NodeConfig {
     pub options: AgentOptions,
     #[serde(default)]
     pub addp: AddpSettings,
+    /// RFC 3261 timers (T1, T2, T4) for SIP retransmissions and transaction timeouts.
+    #[serde(default)]
+    pub sip_timers: sipcore::TimerConfig,
+    /// Where PSTN agents' phones are reached: calls to a PSTN DN go to
+    /// `sip:<external number>@<gateway>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pstn_gateway: Option<SocketAddr>,
     /// Entries kept by the event journal.
     #[serde(default = "default_journal_capacity")]
     pub journal_capacity: usize,
@@ -80,6 +87,9 @@ pub struct AgentOptions {
     /// `wrap-up-time` (R7); zero means no ACW.
     #[serde(with = "nodekit::duration")]
     pub wrap_up_time: Duration,
+    /// `untimed-wrap-up-value`: ACW lasts until the agent asks for Ready.
+    #[serde(default)]
+    pub wrap_up_untimed: bool,
     /// Wait before ownership of a DN moves to another node (R8).
     #[serde(with = "nodekit::duration")]
     pub ownership_move_delay: Duration,
@@ -91,6 +101,7 @@ impl Default for AgentOptions {
             logout_on_disconnect: true,
             agent_emu_login_on_call: false,
             wrap_up_time: Duration::from_secs(10),
+            wrap_up_untimed: false,
             ownership_move_delay: Duration::from_secs(30),
         }
     }
@@ -159,6 +170,8 @@ impl NodeConfig {
             registrar: RegistrarConfig::default(),
             options: AgentOptions::default(),
             addp: AddpSettings::default(),
+            sip_timers: sipcore::TimerConfig::default(),
+            pstn_gateway: None,
             journal_capacity: default_journal_capacity(),
         }
     }

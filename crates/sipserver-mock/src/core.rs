@@ -3,19 +3,23 @@
 //! client leaving, a timer) causes. One task owns it (see `node.rs`); I/O tasks only move frames
 //! to and from it, so the core is driven directly by unit tests.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use nodekit::Journal;
 use serde::Serialize;
 use serde_json::{json, Value};
+use sipcore::transport::Source;
 use sipcore::{ServerTransactions, TimerConfig};
-use tlib::{EventStamper, Message};
+use tlib::{ConnId, EventStamper, Message};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::agent::{Agent, ClientId};
+use crate::b2bua::Side;
+use crate::call::{Call, OutRequest};
 use crate::config::NodeConfig;
 use crate::dn::{DnKind, DnPlan};
 use crate::metrics::NodeMetrics;
@@ -41,12 +45,36 @@ pub struct DnState {
     /// The node that keeps the DN's agent state (R1); None: unowned.
     pub owner: Option<Arc<str>>,
     pub agent: Option<Agent>,
+    /// The call in progress on this DN (one at a time; another INVITE gets 486).
+    pub call: Option<ConnId>,
+    /// Bumped on every ACW start, so a stale wrap-up timer does nothing.
+    #[serde(skip)]
+    pub acw_serial: u64,
 }
 
 impl DnState {
     fn is_idle(&self) -> bool {
-        self.clients.is_empty() && self.owner.is_none() && self.agent.is_none()
+        self.clients.is_empty()
+            && self.owner.is_none()
+            && self.agent.is_none()
+            && self.call.is_none()
     }
+}
+
+/// Work the core scheduled for later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerJob {
+    /// Timer A / E: retransmit our request with this branch.
+    Retransmit { branch: String },
+    /// Timer B / F: our request with this branch gave up.
+    ExpireOut { branch: String },
+    /// Resend our 2xx to the caller until it ACKs.
+    Resend2xx {
+        conn_id: ConnId,
+        interval: std::time::Duration,
+    },
+    /// R7: the wrap-up time of this DN's ACW is over.
+    AcwEnd { dn: Box<str>, serial: u64 },
 }
 
 /// The node core.
@@ -61,6 +89,28 @@ pub struct NodeCore {
     pub(crate) stamper: EventStamper,
     pub(crate) journal: Journal,
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// Calls that arrived on this node, by ConnID.
+    pub(crate) calls: HashMap<ConnId, Call>,
+    /// Both legs' Call-IDs, to find the call of an in-dialog request.
+    pub(crate) dialogs: HashMap<String, (ConnId, Side)>,
+    /// Requests the node sent, by Via branch, until answered or timed out.
+    pub(crate) out_requests: HashMap<String, OutRequest>,
+    pub(crate) timers: BTreeMap<(Instant, u64), TimerJob>,
+    timer_seq: u64,
+    pub(crate) next_call: u64,
+    /// The node's part of every ConnID it makes, so ConnIDs are unique across a cluster.
+    pub(crate) conn_id_base: u64,
+    /// SIP messages to send, drained by the core task after every input.
+    pub(crate) outbox: Vec<(Source, Bytes)>,
+}
+
+/// A node's ConnID prefix: a hash of its name in the top 16 bits, so two nodes of a cluster never
+/// hand out the same ConnID.
+fn node_conn_id_base(name: &str) -> u64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3)
+    });
+    (hash & 0xffff) << 48
 }
 
 /// Most server transactions kept at once (retransmission cache).
@@ -73,6 +123,7 @@ impl NodeCore {
         metrics: Arc<NodeMetrics>,
     ) -> Result<Self, String> {
         let plan = DnPlan::new(&config.dns)?;
+        let conn_id_base = node_conn_id_base(&config.name);
         Ok(NodeCore {
             node: config.name.as_str().into(),
             registrar: Registrar::new(config.registrar.clone()),
@@ -82,8 +133,16 @@ impl NodeCore {
             dns: HashMap::new(),
             clients: HashMap::new(),
             stamper: EventStamper::new(),
+            conn_id_base,
             journal,
             metrics,
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            out_requests: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            next_call: 0,
+            outbox: Vec::new(),
         })
     }
 
@@ -96,6 +155,7 @@ impl NodeCore {
         [
             self.registrar.next_expiry(),
             self.transactions.next_deadline().map(Instant::from_std),
+            self.timers.keys().next().map(|(at, _)| *at),
         ]
         .into_iter()
         .flatten()
@@ -112,6 +172,30 @@ impl NodeCore {
             self.softphone_unbound(&dn);
         }
         self.metrics.bindings.set(self.registrar.len() as i64);
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                TimerJob::Retransmit { branch } => self.retransmit(&branch, now),
+                TimerJob::ExpireOut { branch } => self.expire_out(&branch, now),
+                TimerJob::Resend2xx { conn_id, interval } => {
+                    self.resend_2xx(conn_id, interval, now)
+                }
+                TimerJob::AcwEnd { dn, serial } => self.end_acw(&dn, serial),
+            }
+        }
+    }
+
+    /// Runs `job` at `at`.
+    pub(crate) fn schedule(&mut self, at: Instant, job: TimerJob) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), job);
+    }
+
+    /// The SIP messages produced since the last call, to hand to the transport.
+    pub fn take_outbox(&mut self) -> Vec<(Source, Bytes)> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// Whether a DN is in service: a softphone DN while its phone is registered here, a PSTN DN
@@ -261,7 +345,18 @@ impl NodeCore {
             "transactions": self.transactions.len(),
             "dns": dns,
             "clients": clients,
-            "calls": [],
+            "calls": self.calls.values().map(|c| json!({
+                "conn_id": c.conn_id.to_string(),
+                "uuid": c.uuid,
+                "dn": &*c.dn,
+                "ani": c.ani,
+                "phase": c.phase,
+                "caller": c.a.source.remote.to_string(),
+                "phone": c.b.dest.remote.to_string(),
+                "age_ms": now.saturating_duration_since(c.started).as_millis() as u64,
+            })).collect::<Vec<_>>(),
+            "pending_requests": self.out_requests.len(),
+            "timers": self.timers.len(),
             "links": [],
         })
     }
@@ -272,6 +367,11 @@ impl NodeCore {
         self.transactions = ServerTransactions::new(TimerConfig::default(), MAX_TRANSACTIONS);
         self.dns.clear();
         self.clients.clear();
+        self.calls.clear();
+        self.dialogs.clear();
+        self.out_requests.clear();
+        self.timers.clear();
+        self.outbox.clear();
         self.metrics.bindings.set(0);
         self.metrics.clients.set(0);
     }

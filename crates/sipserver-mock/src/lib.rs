@@ -2,7 +2,8 @@
 //!
 //! A node speaks SIP over UDP and TCP as a registrar for softphone DNs, serves the
 //! T-Library-style protocol on its T-Lib port (DN registration, agent login/logout/ready/not
-//! ready, queries, DN service events), applies the DR rules of `scenarios.md` (R1, R4, R12 on a
+//! ready, queries, DN service events), carries calls as a back-to-back UA with T-Events and
+//! third-party call control, applies the DR rules of `scenarios.md` (R1, R4–R7, R12 on a
 //! single node), and exposes the common control plane (state, journal, metrics, faults, crash,
 //! restart). Start one with [`start`]; `drlab` starts several in one process.
 //!
@@ -11,6 +12,8 @@
 //! pure state machines; `tlib_conn.rs` moves T-Lib frames.
 
 pub mod agent;
+mod b2bua;
+pub mod call;
 pub mod config;
 pub mod core;
 pub mod dn;

@@ -12,6 +12,11 @@ pub struct CodeLabel {
     pub code: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 /// Every metric of a SIP node, registered once at start.
 pub struct NodeMetrics {
     pub registry: Metrics,
@@ -29,6 +34,10 @@ pub struct NodeMetrics {
     pub tlib_errors: Counter,
     pub tlib_events_sent: Counter,
     pub agent_logins: Counter,
+    pub calls_active: Gauge,
+    pub calls_answered: Counter,
+    calls_ended: Family<OutcomeLabel, Counter>,
+    pub sip_retransmissions_sent: Counter,
     pub agent_logouts: Counter,
 }
 
@@ -98,6 +107,26 @@ impl NodeMetrics {
                 Counter::default(),
             ),
             agent_logins: m.register("drlab_agent_logins", "Agent logins", Counter::default()),
+            calls_active: m.register(
+                "drlab_calls_active",
+                "Calls in progress on this node",
+                Gauge::default(),
+            ),
+            calls_answered: m.register(
+                "drlab_calls_answered",
+                "Calls answered by the agent's phone",
+                Counter::default(),
+            ),
+            calls_ended: m.register(
+                "drlab_calls",
+                "Calls ended or refused, by outcome",
+                Family::default(),
+            ),
+            sip_retransmissions_sent: m.register(
+                "drlab_sip_retransmissions_sent",
+                "Requests the node retransmitted (Timers A/E)",
+                Counter::default(),
+            ),
             agent_logouts: m.register(
                 "drlab_agent_logouts",
                 "Agent logouts (requested or R4)",
@@ -105,6 +134,12 @@ impl NodeMetrics {
             ),
             registry: m,
         }
+    }
+
+    pub fn call_outcome(&self, outcome: &'static str) {
+        self.calls_ended
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     pub fn sip_responses(&self, code: u16) {

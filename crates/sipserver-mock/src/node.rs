@@ -190,13 +190,7 @@ async fn run_core(
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            Some(incoming) = sip_rx.recv() => {
-                if let Some((dest, bytes)) = core.on_sip(incoming, Instant::now()) {
-                    if let Err(e) = sip.send(&dest, bytes).await {
-                        tracing::debug!(to = %dest.remote, error = %e, "SIP send failed");
-                    }
-                }
-            }
+            Some(incoming) = sip_rx.recv() => core.on_sip(incoming, Instant::now()),
             Some(input) = inputs.recv() => match input {
                 Input::ClientUp { id, peer, tx } => core.client_up(id, peer, tx),
                 Input::ClientMessage { id, msg } => core.client_message(id, *msg),
@@ -205,6 +199,11 @@ async fn run_core(
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 core.on_timer(Instant::now());
+            }
+        }
+        for (dest, bytes) in core.take_outbox() {
+            if let Err(e) = sip.send(&dest, bytes).await {
+                tracing::debug!(to = %dest.remote, error = %e, "SIP send failed");
             }
         }
     }

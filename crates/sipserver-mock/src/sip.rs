@@ -1,5 +1,5 @@
-//! The SIP side of the core: the registrar (domain.md §5.2, scenarios.md R1, R12) and OPTIONS.
-//! Requests arrive parsed; answers leave as bytes for the transport.
+//! The SIP side of the core: dispatch, the registrar (domain.md §5.2, scenarios.md R1, R12)
+//! and OPTIONS; calls are in `b2bua.rs`. Requests arrive parsed; answers go to the outbox.
 
 use std::time::Duration;
 
@@ -9,29 +9,31 @@ use rsip::{Method, SipMessage};
 use serde_json::json;
 use sipcore::builder::{self, status};
 use sipcore::transport::{Incoming, IncomingMessage, Source, TransportKind};
-use sipcore::{fields, response_for, TxVerdict};
+use sipcore::{fields, response_for, TxKey, TxVerdict};
 use tokio::time::Instant;
 
 use crate::core::NodeCore;
 use crate::dn::DnKind;
 use crate::registrar::{RegisterAsk, RegisterOutcome, RegisterRefusal, SipTransport};
 
+/// The methods this node handles.
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, NOTIFY, UPDATE";
+
 impl NodeCore {
-    /// One message from the SIP transport; returns what to send back, if anything.
-    pub fn on_sip(&mut self, incoming: Incoming, now: Instant) -> Option<(Source, Bytes)> {
+    /// One message from the SIP transport; what it causes goes to the outbox.
+    pub fn on_sip(&mut self, incoming: Incoming, now: Instant) {
         let source = incoming.source;
         let request = match incoming.msg {
             IncomingMessage::Sip(SipMessage::Request(req)) => req,
-            // This node sends no requests yet, so responses are strays.
-            IncomingMessage::Sip(SipMessage::Response(_)) => {
-                self.metrics.sip_dropped.inc();
-                return None;
-            }
+            IncomingMessage::Sip(SipMessage::Response(resp)) => return self.on_response(resp, now),
             IncomingMessage::Invalid { raw, error } => {
                 self.metrics.sip_bad_requests.inc();
                 tracing::debug!(node = %self.node, %error, from = %source.remote, "malformed SIP message");
-                return sipcore::bad_request_response(&raw, &error.to_string())
-                    .map(|b| (source, b));
+                if let Some(b) = sipcore::bad_request_response(&raw, &error.to_string()) {
+                    self.metrics.sip_responses(400);
+                    self.outbox.push((source, b));
+                }
+                return;
             }
         };
         self.metrics.sip_requests.inc();
@@ -39,35 +41,59 @@ impl NodeCore {
             Ok(TxVerdict::New(key)) => key,
             Ok(TxVerdict::Retransmission(cached)) => {
                 self.metrics.sip_retransmissions.inc();
-                return cached.map(|b| (source, b));
+                if let Some(b) = cached {
+                    self.outbox.push((source, b));
+                } else if request.method == Method::Invite {
+                    self.resend_invite_response(&request, source);
+                }
+                return;
             }
-            // No INVITE dialogs on this node yet: an ACK has nothing to acknowledge.
-            Ok(TxVerdict::Ack(_)) => return None,
-            Err(e) => return Some((source, self.reject(&request, 400, &e.reason()))),
+            // An ACK for a non-2xx final the transaction layer already absorbed.
+            Ok(TxVerdict::Ack(Some(_))) => return,
+            Ok(TxVerdict::Ack(None)) => return self.on_ack(&request),
+            Err(e) => {
+                let b = self.reject(&request, 400, &e.reason());
+                self.outbox.push((source, b));
+                return;
+            }
         };
         let response = match request.method {
-            Method::Register => self.on_register(&request, source, now),
+            Method::Register => Some(self.on_register(&request, source, now)),
             Method::Options => {
                 let mut resp = response_for(&request, status(200));
-                builder::set_header(&mut resp, rsip::Header::Allow("REGISTER, OPTIONS".into()));
-                resp
+                builder::set_header(&mut resp, rsip::Header::Allow(ALLOW.into()));
+                Some(resp)
             }
+            Method::Invite => self.on_invite(&request, source, &key, now),
+            Method::Bye => Some(self.on_bye(&request, now)),
+            Method::Cancel => Some(self.on_cancel(&request, now)),
+            Method::Update => Some(self.on_update(&request)),
+            Method::Notify => Some(response_for(&request, status(200))),
             _ => {
                 let mut resp = response_for(&request, status(405));
-                builder::set_header(&mut resp, rsip::Header::Allow("REGISTER, OPTIONS".into()));
-                resp
+                builder::set_header(&mut resp, rsip::Header::Allow(ALLOW.into()));
+                Some(resp)
             }
         };
-        let code = response.status_code.code();
-        self.metrics.sip_responses(code);
-        let bytes = Bytes::from(response.to_string());
+        if let Some(response) = response {
+            let bytes = Bytes::from(response.to_string());
+            self.answer_tx(&key, source, bytes, now);
+        }
+    }
+
+    /// Sends a response in server transaction `key` and lets the transaction layer keep it for
+    /// retransmitted requests.
+    pub(crate) fn answer_tx(&mut self, key: &TxKey, source: Source, bytes: Bytes, now: Instant) {
+        if let Some(code) = status_code(&bytes) {
+            self.metrics.sip_responses(code);
+        }
         self.transactions.on_response(
-            &key,
+            key,
             bytes.clone(),
             now.into_std(),
             source.transport.is_reliable(),
         );
-        Some((source, bytes))
+        self.outbox.push((source, bytes));
     }
 
     fn reject(&self, req: &rsip::Request, code: u16, reason: &str) -> Bytes {
@@ -186,4 +212,10 @@ fn warned(req: &rsip::Request, code: u16, reason: &str) -> rsip::Response {
         rsip::Header::Warning(format!("399 drlab \"{reason}\"").into()),
     );
     resp
+}
+
+/// The status code at the start of a response's bytes.
+pub(crate) fn status_code(bytes: &[u8]) -> Option<u16> {
+    let rest = bytes.strip_prefix(b"SIP/2.0 ")?;
+    std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()
 }

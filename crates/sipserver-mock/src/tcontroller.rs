@@ -9,6 +9,7 @@ use tlib::{
     ServerRole,
 };
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::agent::{self, AgentStatus, ClientId, Refusal};
 use crate::core::{Client, NodeCore};
@@ -105,9 +106,24 @@ impl NodeCore {
                 dn,
                 agent_id,
                 work_mode,
+                extensions,
                 ..
-            } => self.agent_login(id, reference, &dn, agent_id, work_mode),
-            Request::AgentLogout { dn, .. } => self.agent_logout(id, reference, &dn),
+            } => self.agent_login(id, reference, &dn, agent_id, work_mode, extensions.as_ref()),
+            Request::AgentLogout { dn, extensions, .. } => {
+                self.agent_logout(id, reference, &dn, extensions.as_ref())
+            }
+            Request::AnswerCall { dn, conn_id } => self
+                .registered_by(id, &dn)
+                .and_then(|_| self.answer_call(&dn, conn_id, Instant::now())),
+            Request::ReleaseCall { dn, conn_id } | Request::ClearCall { dn, conn_id } => self
+                .registered_by(id, &dn)
+                .and_then(|_| self.release_call(id, reference, &dn, conn_id, Instant::now())),
+            Request::HoldCall { dn, conn_id } => self
+                .registered_by(id, &dn)
+                .and_then(|_| self.hold_call(id, reference, &dn, conn_id, true, Instant::now())),
+            Request::RetrieveCall { dn, conn_id } => self
+                .registered_by(id, &dn)
+                .and_then(|_| self.hold_call(id, reference, &dn, conn_id, false, Instant::now())),
             Request::AgentReady { dn, .. } => {
                 self.agent_status(id, reference, &dn, AgentStatus::Ready)
             }
@@ -148,6 +164,21 @@ impl NodeCore {
 
     fn server_info(&self, reference: Option<u32>) -> Message {
         event::server_info(reference, &self.node, &self.config.dc, ServerRole::Primary)
+    }
+
+    /// R5: login and logout wait for the end of the call and of ACW, unless
+    /// `agent_emu_login_on_call` (or the request's `AgentEmuLoginOnCall` extension) allows them.
+    fn login_allowed(&self, dn: &str, extensions: Option<&KvList>) -> Result<(), Refusal> {
+        let per_request = extensions
+            .and_then(|e| e.get("AgentEmuLoginOnCall"))
+            .map(|v| v == &json!(1) || v == &json!(true) || v == &json!("true"));
+        if per_request.unwrap_or(self.config.options.agent_emu_login_on_call) {
+            return Ok(());
+        }
+        match self.busy_for_login(dn) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
     }
 
     /// The DN must be configured; returns its kind.
@@ -199,6 +230,8 @@ impl NodeCore {
         let mut reply = event::registered(reference, dn);
         reply.attrs.extensions = Some(self.dn_status(dn, kind));
         self.send(id, reply);
+        // R6: a desktop that (re)registers sees the call in progress and can control it.
+        self.report_calls(id, dn);
         if kind == DnKind::Pstn && (took_ownership || first_client) {
             self.journal.record(
                 "dn.in_service",
@@ -325,9 +358,11 @@ impl NodeCore {
         dn: &str,
         agent_id: Option<String>,
         work_mode: AgentWorkMode,
+        extensions: Option<&KvList>,
     ) -> Result<(), Refusal> {
         let kind = self.configured(dn)?;
         self.registered_by(id, dn)?;
+        self.login_allowed(dn, extensions)?;
         if !self.in_service(dn, kind) {
             return Err(Refusal::new(
                 error_code::OUT_OF_SERVICE,
@@ -355,9 +390,11 @@ impl NodeCore {
         id: ClientId,
         reference: Option<u32>,
         dn: &str,
+        extensions: Option<&KvList>,
     ) -> Result<(), Refusal> {
         self.configured(dn)?;
         self.registered_by(id, dn)?;
+        self.login_allowed(dn, extensions)?;
         let state = self.dns.entry(dn.into()).or_default();
         agent::logout(state.agent.as_ref())?;
         let agent_id = state.agent.take().and_then(|a| a.agent_id);

@@ -1,0 +1,220 @@
+//! A call on this node (its Session Controller role): the caller's leg (A, where the node is the
+//! UAS) and the agent phone's leg (B, where the node is the UAC), as plain data. The node is a
+//! back-to-back UA that passes SDP through, so media flows directly between the endpoints.
+
+use bytes::Bytes;
+use serde::Serialize;
+use sipcore::transport::Source;
+use sipcore::TxKey;
+use tlib::{CallInfo, CallState, CallType, ConnId};
+use tokio::time::Instant;
+
+/// Where a call is in its life, as the agent's desktop sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CallPhase {
+    /// INVITE sent to the phone, nothing back yet.
+    Offering,
+    Ringing,
+    Established,
+    Held,
+    /// BYE or CANCEL sent; waiting for the last answers.
+    Releasing,
+}
+
+/// The caller's side: the node answers it.
+#[derive(Debug)]
+pub struct ALeg {
+    pub call_id: String,
+    /// Where the caller's requests came from (responses and our BYE go there).
+    pub source: Source,
+    /// The caller's INVITE's Via lines, From, Call-ID and CSeq, ready to copy into responses.
+    pub response_headers: String,
+    /// Our To header towards the caller, with the tag the node chose.
+    pub local_to: String,
+    /// The caller's From header (with its tag): the To of requests we send it.
+    pub remote_from: String,
+    /// The caller's Contact URI.
+    pub remote_target: String,
+    pub invite_cseq: u32,
+    /// CSeq of the next request the node sends in this leg.
+    pub next_cseq: u32,
+    /// The last response to the INVITE (resent for retransmitted INVITEs, 2xx until ACK).
+    pub last_response: Option<Bytes>,
+    pub acked: bool,
+    /// The caller's INVITE server transaction, until its final response.
+    pub tx_key: Option<TxKey>,
+    /// The caller's SDP offer (answers a re-INVITE from the phone).
+    pub sdp: Vec<u8>,
+}
+
+/// The agent phone's side: the node called it.
+#[derive(Debug)]
+pub struct BLeg {
+    pub call_id: String,
+    pub local_from: String,
+    /// The To header of our INVITE (no tag).
+    pub remote_to_base: String,
+    /// The phone's To header once it answered with a tag (early or confirmed dialog).
+    pub remote_to: Option<String>,
+    /// The Request-URI of our INVITE (the registered Contact, or the gateway number).
+    pub request_uri: String,
+    /// The phone's Contact from its 18x/2xx (in-dialog requests go there).
+    pub remote_target: Option<String>,
+    pub dest: Source,
+    pub invite_branch: String,
+    pub next_cseq: u32,
+    /// The phone's 2xx arrived.
+    pub answered: bool,
+    /// The phone's SDP answer (answers a re-INVITE from the caller).
+    pub sdp: Vec<u8>,
+}
+
+/// One call.
+#[derive(Debug)]
+pub struct Call {
+    pub conn_id: ConnId,
+    pub uuid: String,
+    /// The agent DN the call is for.
+    pub dn: Box<str>,
+    pub ani: String,
+    pub dnis: String,
+    pub call_type: CallType,
+    pub phase: CallPhase,
+    pub a: ALeg,
+    pub b: BLeg,
+    pub started: Instant,
+    pub answered_at: Option<Instant>,
+    /// The ringing was reported to the desktop (so a release must be reported too).
+    pub reported: bool,
+}
+
+impl Call {
+    /// The attributes every T-Event of this call carries.
+    pub fn info(&self, state: Option<CallState>) -> CallInfo {
+        CallInfo {
+            conn_id: self.conn_id,
+            call_uuid: Some(self.uuid.clone()),
+            this_dn: self.dn.to_string(),
+            other_dn: Some(self.ani.clone()),
+            ani: Some(self.ani.clone()),
+            dnis: Some(self.dnis.clone()),
+            call_type: Some(self.call_type),
+            call_state: state,
+            user_data: None,
+        }
+    }
+
+    /// A request inside the A leg (the node is the callee there).
+    pub fn a_request(&mut self, method: &str, via: &str, extra: &str) -> String {
+        let cseq = self.a.next_cseq;
+        self.a.next_cseq += 1;
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
+            target = self.a.remote_target,
+            from = self.a.local_to,
+            to = self.a.remote_from,
+            call_id = self.a.call_id,
+        )
+    }
+
+    /// A request inside the B leg's (early or confirmed) dialog.
+    pub fn b_request(&mut self, method: &str, via: &str, cseq: Option<u32>, extra: &str) -> String {
+        let cseq = cseq.unwrap_or_else(|| {
+            let n = self.b.next_cseq;
+            self.b.next_cseq += 1;
+            n
+        });
+        let target = self
+            .b
+            .remote_target
+            .as_deref()
+            .unwrap_or(&self.b.request_uri);
+        let to = self
+            .b
+            .remote_to
+            .as_deref()
+            .unwrap_or(&self.b.remote_to_base);
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
+            from = self.b.local_from,
+            call_id = self.b.call_id,
+        )
+    }
+
+    /// A response to the caller's INVITE, with an optional SDP body.
+    pub fn a_response(&self, code: u16, reason: &str, contact: &str, sdp: Option<&[u8]>) -> Bytes {
+        let mut text = format!(
+            "SIP/2.0 {code} {reason}\r\n{headers}To: {to}\r\nContact: {contact}\r\nServer: drlab\r\n",
+            headers = self.a.response_headers,
+            to = self.a.local_to,
+        );
+        match sdp {
+            Some(body) if !body.is_empty() => {
+                text.push_str(&format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                ));
+                let mut bytes = text.into_bytes();
+                bytes.extend_from_slice(body);
+                Bytes::from(bytes)
+            }
+            _ => {
+                text.push_str("Content-Length: 0\r\n\r\n");
+                Bytes::from(text)
+            }
+        }
+    }
+}
+
+/// What an outgoing request of the node is for, so its answer finds its way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutKind {
+    /// Our INVITE to the phone.
+    Invite,
+    /// BYE to the phone (B) or the caller (A).
+    ByeB,
+    ByeA,
+    CancelB,
+    /// NOTIFY `Event: talk` / `Event: hold` to the phone.
+    Notify,
+}
+
+/// A request the node sent and may have to retransmit (UDP) until answered or timed out.
+#[derive(Debug)]
+pub struct OutRequest {
+    pub conn_id: ConnId,
+    pub kind: OutKind,
+    pub bytes: Bytes,
+    pub dest: Source,
+    pub interval: std::time::Duration,
+    pub deadline: Instant,
+    /// Any answer stops retransmission (a provisional for INVITE, a final otherwise).
+    pub answered: bool,
+    /// For our INVITE: the ACK sent for its final response, resent if the final is.
+    pub ack: Option<Bytes>,
+}
+
+/// Checks that a body is a usable SDP offer: a version line, a connection and a media line.
+pub fn sdp_is_valid(body: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines.first().is_some_and(|l| *l == "v=0")
+        && lines.iter().any(|l| l.starts_with("c=IN "))
+        && lines.iter().any(|l| l.starts_with("m="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sdp_is_valid;
+
+    #[test]
+    fn sdp_checks() {
+        let good = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        assert!(sdp_is_valid(good.as_bytes()));
+        assert!(!sdp_is_valid(b"hello"));
+        assert!(!sdp_is_valid(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"));
+        assert!(!sdp_is_valid(&[0xff, 0xfe]));
+    }
+}
