@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: start nodes on free ports, connect T-Lib clients, speak
 //! SIP from a bare UDP/TCP socket, run SIPp.
 
+pub mod ua;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

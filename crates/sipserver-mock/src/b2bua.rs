@@ -103,10 +103,6 @@ impl NodeCore {
             self.metrics.call_outcome("not_found");
             return Some(response_for(req, status(404)));
         };
-        if self.dns.get(dn.as_str()).is_some_and(|d| d.call.is_some()) {
-            self.metrics.call_outcome("busy");
-            return Some(response_for(req, status(486)));
-        }
         // Where the agent's phone is: its registered Contact, or the gateway for a PSTN DN.
         let (request_uri, dest) = match info.kind {
             DnKind::Softphone => match self.registrar.binding(&dn) {
@@ -243,11 +239,11 @@ impl NodeCore {
         let bytes = with_body(&mut invite, if has_sdp { Some(body) } else { None });
         self.dialogs.insert(call_id, (conn_id, Side::A));
         self.dialogs.insert(b_call_id, (conn_id, Side::B));
-        if let Some(state) = self.dns.get_mut(dn.as_str()) {
-            state.call = Some(conn_id);
-        } else {
-            self.dns.entry(dn.as_str().into()).or_default().call = Some(conn_id);
-        }
+        self.dns
+            .entry(dn.as_str().into())
+            .or_default()
+            .calls
+            .push(conn_id);
         self.journal.record(
             "call.offered",
             json!({ "conn_id": conn_id.to_string(), "dn": dn, "ani": ani, "uuid": call.uuid }),
@@ -784,9 +780,7 @@ impl NodeCore {
         self.metrics.call_outcome(outcome.as_str());
         let dn = call.dn.clone();
         if let Some(state) = self.dns.get_mut(&dn) {
-            if state.call == Some(conn) {
-                state.call = None;
-            }
+            state.calls.retain(|c| *c != conn);
         }
         self.journal.record(
             "call.released",
@@ -889,7 +883,7 @@ impl NodeCore {
     /// Whether the DN has a call or is in ACW (R5).
     pub(crate) fn busy_for_login(&self, dn: &str) -> Option<Refusal> {
         let state = self.dns.get(dn)?;
-        if state.call.is_some() {
+        if !state.calls.is_empty() {
             return Some(Refusal::new(
                 tlib::error_code::CTL_INV_CALL_STATE,
                 "Login and logout are not allowed while a call is in progress",
@@ -904,31 +898,37 @@ impl NodeCore {
         })
     }
 
-    /// R6: the DN's call, reported to a client that just registered the DN.
+    /// R6: the DN's calls, reported to a client that just registered the DN.
     pub(crate) fn report_calls(&mut self, client: ClientId, dn: &str) {
-        let Some(conn) = self.dns.get(dn).and_then(|d| d.call) else {
-            return;
-        };
-        let Some(call) = self.calls.get(&conn) else {
-            return;
-        };
-        let name = match call.phase {
-            CallPhase::Offering | CallPhase::Ringing => MessageName::EventRinging,
-            CallPhase::Held => MessageName::EventHeld,
-            CallPhase::Established | CallPhase::Releasing => MessageName::EventEstablished,
-        };
-        let msg = event::call_event(name, None, &call.info(Some(CallState::Ok)));
-        self.send(client, msg);
+        let conns = self
+            .dns
+            .get(dn)
+            .map(|d| d.calls.clone())
+            .unwrap_or_default();
+        for conn in conns {
+            let Some(call) = self.calls.get(&conn) else {
+                continue;
+            };
+            let name = match call.phase {
+                CallPhase::Offering | CallPhase::Ringing => MessageName::EventRinging,
+                CallPhase::Held => MessageName::EventHeld,
+                CallPhase::Established | CallPhase::Releasing => MessageName::EventEstablished,
+            };
+            let msg = event::call_event(name, None, &call.info(Some(CallState::Ok)));
+            self.send(client, msg);
+        }
     }
 
-    /// The DN's call with `conn` (3pcc requests must name the right call).
+    /// The DN's call with `conn` (3pcc requests must name a call of the DN).
     fn call_of(&self, dn: &str, conn: ConnId) -> Result<ConnId, Refusal> {
-        match self.dns.get(dn).and_then(|d| d.call) {
-            Some(c) if c == conn && self.calls.contains_key(&c) => Ok(c),
-            _ => Err(Refusal::new(
+        let on_dn = self.dns.get(dn).is_some_and(|d| d.calls.contains(&conn));
+        if on_dn && self.calls.contains_key(&conn) {
+            Ok(conn)
+        } else {
+            Err(Refusal::new(
                 tlib::error_code::INV_CONNID,
                 format!("No call {conn} on DN {dn}"),
-            )),
+            ))
         }
     }
 

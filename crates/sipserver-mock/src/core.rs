@@ -12,7 +12,7 @@ use nodekit::Journal;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sipcore::transport::Source;
-use sipcore::{ServerTransactions, TimerConfig};
+use sipcore::ServerTransactions;
 use tlib::{ConnId, EventStamper, Message};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -45,8 +45,8 @@ pub struct DnState {
     /// The node that keeps the DN's agent state (R1); None: unowned.
     pub owner: Option<Arc<str>>,
     pub agent: Option<Agent>,
-    /// The call in progress on this DN (one at a time; another INVITE gets 486).
-    pub call: Option<ConnId>,
+    /// Calls in progress on this DN (a second call rings the phone too; the phone decides).
+    pub calls: Vec<ConnId>,
     /// Bumped on every ACW start, so a stale wrap-up timer does nothing.
     #[serde(skip)]
     pub acw_serial: u64,
@@ -57,7 +57,7 @@ impl DnState {
         self.clients.is_empty()
             && self.owner.is_none()
             && self.agent.is_none()
-            && self.call.is_none()
+            && self.calls.is_empty()
     }
 }
 
@@ -127,7 +127,7 @@ impl NodeCore {
         Ok(NodeCore {
             node: config.name.as_str().into(),
             registrar: Registrar::new(config.registrar.clone()),
-            transactions: ServerTransactions::new(TimerConfig::default(), MAX_TRANSACTIONS),
+            transactions: ServerTransactions::new(config.sip_timers, MAX_TRANSACTIONS),
             plan,
             config,
             dns: HashMap::new(),
@@ -364,7 +364,7 @@ impl NodeCore {
     /// A restart: the process keeps running, every piece of state is gone.
     pub fn reset(&mut self) {
         self.registrar.clear();
-        self.transactions = ServerTransactions::new(TimerConfig::default(), MAX_TRANSACTIONS);
+        self.transactions = ServerTransactions::new(self.config.sip_timers, MAX_TRANSACTIONS);
         self.dns.clear();
         self.clients.clear();
         self.calls.clear();
