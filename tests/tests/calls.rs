@@ -188,6 +188,38 @@ async fn phone_hangs_up_first() {
     );
 }
 
+/// Session audit: a call whose phone vanished (no answer to in-dialog OPTIONS) is released by
+/// the node: the caller gets a BYE and the desktop EventReleased (needed by scenario S4.1).
+#[tokio::test]
+async fn call_whose_phone_vanished_is_released_by_session_audit() {
+    let (node, mut phone, _client, mut events) = agent_with_phone("7007", AnswerMode::Auto).await;
+    let caller = TestCaller::bind().await.unwrap();
+    let mut call = caller
+        .invite(node.sip_addr(), "7007", "5550007")
+        .await
+        .unwrap();
+    call.wait_for_status(200, WAIT).await.unwrap();
+    expect_event(&mut events, MessageName::EventEstablished).await;
+    // The phone answers the audit while it is up.
+    phone
+        .wait_for(|e| matches!(e, PhoneEvent::Options), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(state(&node).await["calls"].as_array().unwrap().len(), 1);
+    drop(phone);
+    call.wait_for(|e| matches!(e, CallerEvent::Bye), WAIT)
+        .await
+        .unwrap();
+    expect_event(&mut events, MessageName::EventReleased).await;
+    let lost = node
+        .journal()
+        .since(0, 10_000)
+        .into_iter()
+        .find(|e| &*e.kind == "call.leg_lost")
+        .expect("journal names the lost leg");
+    assert_eq!(lost.detail["side"], "phone");
+}
+
 /// Third-party call control from T-Lib: answer (NOTIFY Event: talk), hold, retrieve, release.
 #[tokio::test]
 async fn tlib_answer_hold_retrieve_release() {

@@ -39,6 +39,12 @@ pub struct Timers {
     pub addp_interval: Duration,
     #[serde(with = "nodekit::duration")]
     pub addp_timeout: Duration,
+    /// In-dialog OPTIONS to both legs of an answered call this often (0s: never).
+    #[serde(with = "nodekit::duration")]
+    pub call_audit_interval: Duration,
+    /// SIP T1 (RFC 3261): retransmissions start at T1, transactions give up after 64·T1.
+    #[serde(with = "nodekit::duration")]
+    pub sip_t1: Duration,
 }
 
 /// Genesys options shared by every SIP node.
@@ -170,6 +176,8 @@ impl Topology {
                     interval: timers.addp_interval,
                     timeout: timers.addp_timeout,
                 };
+                c.call_audit_interval = timers.call_audit_interval;
+                c.sip_timers.t1 = timers.sip_t1;
                 c
             })
             .collect())

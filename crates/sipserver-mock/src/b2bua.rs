@@ -33,6 +33,8 @@ pub enum Outcome {
     Rejected,
     Timeout,
     Released3pcc,
+    /// The session audit found a leg gone.
+    LegLost,
 }
 
 impl Outcome {
@@ -43,6 +45,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Timeout => "timeout",
             Outcome::Released3pcc => "released_by_desktop",
+            Outcome::LegLost => "leg_lost",
         }
     }
 }
@@ -337,6 +340,68 @@ impl NodeCore {
             }
             self.release(out.conn_id, Outcome::Timeout, None, now);
         }
+        if matches!(out.kind, OutKind::AuditA | OutKind::AuditB) {
+            self.leg_lost(out.conn_id, out.kind, now);
+        }
+    }
+
+    /// Session audit (the node's stand-in for RFC 4028 session timers): every
+    /// `call_audit_interval` an in-dialog OPTIONS goes to both legs of an answered call; a leg
+    /// that stops answering (Timer F) or answers 408/481 is gone, and the call is released —
+    /// so a call whose phone vanished does not stay up forever (scenario S4.1).
+    pub(crate) fn audit_call(&mut self, conn_id: ConnId, now: Instant) {
+        let interval = self.config.call_audit_interval;
+        let addr = self.config.sip_addr();
+        let Some(call) = self.calls.get_mut(&conn_id) else {
+            return;
+        };
+        if !matches!(call.phase, CallPhase::Established | CallPhase::Held) {
+            return;
+        }
+        let t = |k: TransportKind| {
+            if k == TransportKind::Tcp {
+                "TCP"
+            } else {
+                "UDP"
+            }
+        };
+        let (a_branch, b_branch) = (sipcore::branch(), sipcore::branch());
+        let a_via = format!(
+            "SIP/2.0/{} {addr};branch={a_branch};rport",
+            t(call.a.source.transport)
+        );
+        let b_via = format!(
+            "SIP/2.0/{} {addr};branch={b_branch};rport",
+            t(call.b.dest.transport)
+        );
+        let to_a = Bytes::from(call.a_request("OPTIONS", &a_via, ""));
+        let to_b = Bytes::from(call.b_request("OPTIONS", &b_via, None, ""));
+        let (a_dest, b_dest) = (call.a.source, call.b.dest);
+        self.send_out(conn_id, OutKind::AuditA, a_branch, to_a, a_dest, now);
+        self.send_out(conn_id, OutKind::AuditB, b_branch, to_b, b_dest, now);
+        self.schedule(now + interval, TimerJob::Audit { conn_id });
+    }
+
+    /// One leg of a call is gone: hang up the other one and release the call.
+    fn leg_lost(&mut self, conn_id: ConnId, kind: OutKind, now: Instant) {
+        if !self.calls.contains_key(&conn_id) {
+            return;
+        }
+        let side = if kind == OutKind::AuditA {
+            "caller"
+        } else {
+            "phone"
+        };
+        self.journal.record(
+            "call.leg_lost",
+            json!({ "conn_id": conn_id.to_string(), "side": side }),
+        );
+        if kind == OutKind::AuditA {
+            self.hang_up_b(conn_id, now);
+        } else {
+            self.hang_up_a(conn_id, now);
+        }
+        self.release(conn_id, Outcome::LegLost, None, now);
     }
 
     /// Resends our 2xx to the caller until its ACK arrives (RFC 3261 §13.3.1.4).
@@ -413,7 +478,16 @@ impl NodeCore {
         }
         match kind {
             OutKind::Invite => self.on_invite_response(&branch, conn_id, &resp, code, now),
-            OutKind::ByeA | OutKind::ByeB | OutKind::CancelB | OutKind::Notify => {}
+            OutKind::AuditA | OutKind::AuditB if matches!(code, 408 | 481) => {
+                // The endpoint no longer knows the dialog: the call is dead on that side.
+                self.leg_lost(conn_id, kind, now);
+            }
+            OutKind::ByeA
+            | OutKind::ByeB
+            | OutKind::CancelB
+            | OutKind::Notify
+            | OutKind::AuditA
+            | OutKind::AuditB => {}
         }
     }
 
@@ -521,6 +595,10 @@ impl NodeCore {
                     );
                 }
                 self.metrics.calls_answered.inc();
+                if !self.config.call_audit_interval.is_zero() {
+                    let at = now + self.config.call_audit_interval;
+                    self.schedule(at, TimerJob::Audit { conn_id });
+                }
                 self.journal.record(
                     "call.established",
                     json!({ "conn_id": conn_id.to_string(), "dn": &*dn }),

@@ -177,6 +177,9 @@ pub enum OutKind {
     CancelB,
     /// NOTIFY `Event: talk` / `Event: hold` to the phone.
     Notify,
+    /// Session-audit OPTIONS to the caller (A) or the phone (B).
+    AuditA,
+    AuditB,
 }
 
 /// A request the node sent and may have to retransmit (UDP) until answered or timed out.

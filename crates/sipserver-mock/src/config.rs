@@ -42,6 +42,10 @@ pub struct NodeConfig {
     /// RFC 3261 timers (T1, T2, T4) for SIP retransmissions and transaction timeouts.
     #[serde(default)]
     pub sip_timers: sipcore::TimerConfig,
+    /// How often both legs of an answered call are checked with an in-dialog OPTIONS (0: never).
+    /// A leg that stops answering releases the call.
+    #[serde(default = "default_call_audit_interval", with = "nodekit::duration")]
+    pub call_audit_interval: Duration,
     /// Where PSTN agents' phones are reached: calls to a PSTN DN go to
     /// `sip:<external number>@<gateway>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +151,9 @@ fn default_tc_port() -> u16 {
 fn default_control_port() -> u16 {
     9000
 }
+fn default_call_audit_interval() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_journal_capacity() -> usize {
     nodekit::journal::DEFAULT_CAPACITY
 }
@@ -171,6 +178,7 @@ impl NodeConfig {
             options: AgentOptions::default(),
             addp: AddpSettings::default(),
             sip_timers: sipcore::TimerConfig::default(),
+            call_audit_interval: default_call_audit_interval(),
             pstn_gateway: None,
             journal_capacity: default_journal_capacity(),
         }
@@ -193,6 +201,9 @@ impl NodeConfig {
             interval: Duration::from_millis(200),
             timeout: Duration::from_millis(600),
         };
+        // A vanished leg is found within about 1 s + 64·T1 = 2.3 s.
+        self.call_audit_interval = Duration::from_secs(1);
+        self.sip_timers.t1 = Duration::from_millis(20);
         self
     }
 

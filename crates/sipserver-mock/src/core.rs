@@ -75,6 +75,8 @@ pub enum TimerJob {
     },
     /// R7: the wrap-up time of this DN's ACW is over.
     AcwEnd { dn: Box<str>, serial: u64 },
+    /// Time to check that both legs of an answered call are still there.
+    Audit { conn_id: ConnId },
 }
 
 /// The node core.
@@ -183,6 +185,7 @@ impl NodeCore {
                     self.resend_2xx(conn_id, interval, now)
                 }
                 TimerJob::AcwEnd { dn, serial } => self.end_acw(&dn, serial),
+                TimerJob::Audit { conn_id } => self.audit_call(conn_id, now),
             }
         }
     }
