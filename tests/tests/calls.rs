@@ -541,16 +541,19 @@ async fn sipp_uac_to_sipp_uas_500_calls_over_udp_and_tcp() {
             .expect("start sipp uas");
         // The foreground parent exits 99 after printing `Background mode - PID=[n]`.
         let said = String::from_utf8_lossy(&ran.stdout).into_owned();
-        let uas_pid = said
+        let uas_pid: u32 = said
             .split("PID=[")
             .nth(1)
             .and_then(|r| r.split(']').next())
-            .map(str::to_string);
-        assert!(
-            uas_pid.is_some(),
-            "sipp uas did not start: {said} {}",
-            String::from_utf8_lossy(&ran.stderr)
-        );
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "sipp uas did not start: {said} {}",
+                    String::from_utf8_lossy(&ran.stderr)
+                )
+            });
+        // The background uas outlives `timeout`: the guard kills it whatever happens below.
+        let _uas = KillOnDrop(uas_pid);
         let contact = if transport == "t1" {
             format!("<sip:{dn}@127.0.0.1:{uas_port};transport=tcp>")
         } else {
@@ -604,10 +607,19 @@ async fn sipp_uac_to_sipp_uas_500_calls_over_udp_and_tcp() {
             successful.trim_end().ends_with("500"),
             "500 successful calls over {transport}: {successful}"
         );
-        if let Some(pid) = uas_pid {
-            let _ = std::process::Command::new("kill").arg(pid).status();
-        }
         node.shutdown().await;
+    }
+}
+
+/// Kills a background process (by PID) when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SIPp in background mode ignores SIGTERM.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
     }
 }
 
