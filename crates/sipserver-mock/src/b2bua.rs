@@ -52,15 +52,22 @@ impl Outcome {
 
 impl NodeCore {
     fn via(&self, transport: TransportKind, branch: &str) -> String {
-        let t = if transport == TransportKind::Tcp {
-            "TCP"
-        } else {
-            "UDP"
+        via_line(self.config.sip_addr(), transport, branch)
+    }
+
+    /// ACKs the phone's final answer to our INVITE and keeps the ACK for its retransmissions.
+    fn ack_phone(&mut self, conn_id: ConnId, invite_branch: &str, ack_branch: &str) {
+        let addr = self.config.sip_addr();
+        let Some(call) = self.calls.get_mut(&conn_id) else {
+            return;
         };
-        format!(
-            "SIP/2.0/{t} {};branch={branch};rport",
-            self.config.sip_addr()
-        )
+        let via = via_line(addr, call.b.dest.transport, ack_branch);
+        let ack = Bytes::from(call.b_request("ACK", &via, Some(1), ""));
+        let dest = call.b.dest;
+        if let Some(out) = self.out_requests.get_mut(invite_branch) {
+            out.ack = Some(ack.clone());
+        }
+        self.outbox.push((dest, ack));
     }
 
     fn contact(&self) -> String {
@@ -358,22 +365,9 @@ impl NodeCore {
         if !matches!(call.phase, CallPhase::Established | CallPhase::Held) {
             return;
         }
-        let t = |k: TransportKind| {
-            if k == TransportKind::Tcp {
-                "TCP"
-            } else {
-                "UDP"
-            }
-        };
         let (a_branch, b_branch) = (sipcore::branch(), sipcore::branch());
-        let a_via = format!(
-            "SIP/2.0/{} {addr};branch={a_branch};rport",
-            t(call.a.source.transport)
-        );
-        let b_via = format!(
-            "SIP/2.0/{} {addr};branch={b_branch};rport",
-            t(call.b.dest.transport)
-        );
+        let a_via = via_line(addr, call.a.source.transport, &a_branch);
+        let b_via = via_line(addr, call.b.dest.transport, &b_branch);
         let to_a = Bytes::from(call.a_request("OPTIONS", &a_via, ""));
         let to_b = Bytes::from(call.b_request("OPTIONS", &b_via, None, ""));
         let (a_dest, b_dest) = (call.a.source, call.b.dest);
@@ -538,24 +532,8 @@ impl NodeCore {
                 }
             }
             200..=299 => {
-                let ack = {
-                    let branch = sipcore::branch();
-                    let via = format!(
-                        "SIP/2.0/{} {};branch={branch};rport",
-                        if call.b.dest.transport == TransportKind::Tcp {
-                            "TCP"
-                        } else {
-                            "UDP"
-                        },
-                        self.config.sip_addr()
-                    );
-                    Bytes::from(call.b_request("ACK", &via, Some(1), ""))
-                };
-                let dest = call.b.dest;
-                if let Some(out) = self.out_requests.get_mut(branch) {
-                    out.ack = Some(ack.clone());
-                }
-                self.outbox.push((dest, ack));
+                // ACK for 2xx is a new transaction (new branch).
+                self.ack_phone(conn_id, branch, &sipcore::branch());
                 let Some(call) = self.calls.get_mut(&conn_id) else {
                     return;
                 };
@@ -610,23 +588,8 @@ impl NodeCore {
             _ => {
                 // The phone refused (busy, declined, gone) or answered our CANCEL with 487:
                 // ACK it in its transaction, tell the caller, end the call.
-                let ack = {
-                    let via = format!(
-                        "SIP/2.0/{} {};branch={branch};rport",
-                        if call.b.dest.transport == TransportKind::Tcp {
-                            "TCP"
-                        } else {
-                            "UDP"
-                        },
-                        self.config.sip_addr()
-                    );
-                    Bytes::from(call.b_request("ACK", &via, Some(1), ""))
-                };
-                let dest = call.b.dest;
-                if let Some(out) = self.out_requests.get_mut(branch) {
-                    out.ack = Some(ack.clone());
-                }
-                self.outbox.push((dest, ack));
+                // ACK for a non-2xx final belongs to the INVITE's transaction (same branch).
+                self.ack_phone(conn_id, branch, branch);
                 let Some(call) = self.calls.get(&conn_id) else {
                     return;
                 };
@@ -661,16 +624,11 @@ impl NodeCore {
             .flatten()
             .map(|u| u.to_string())
             .unwrap_or_default();
-        let t = if dest.transport == TransportKind::Tcp {
-            "TCP"
-        } else {
-            "UDP"
-        };
         let addr = self.config.sip_addr();
         let mk = |method: &str, cseq: u32| {
             Bytes::from(format!(
-                "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{t} {addr};branch={};rport\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
-                sipcore::branch(),
+                "{method} {target} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+                via_line(addr, dest.transport, &sipcore::branch()),
                 from.value(),
                 to.value(),
             ))
@@ -774,15 +732,7 @@ impl NodeCore {
         }
         call.phase = CallPhase::Releasing;
         let branch = sipcore::branch();
-        let via = format!(
-            "SIP/2.0/{} {};branch={branch};rport",
-            if call.b.dest.transport == TransportKind::Tcp {
-                "TCP"
-            } else {
-                "UDP"
-            },
-            self.config.sip_addr()
-        );
+        let via = via_line(self.config.sip_addr(), call.b.dest.transport, &branch);
         let bye = Bytes::from(call.b_request("BYE", &via, None, ""));
         let dest = call.b.dest;
         self.send_out(conn, OutKind::ByeB, branch, bye, dest, now);
@@ -798,15 +748,7 @@ impl NodeCore {
         }
         call.phase = CallPhase::Releasing;
         let branch = sipcore::branch();
-        let via = format!(
-            "SIP/2.0/{} {};branch={branch};rport",
-            if call.a.source.transport == TransportKind::Tcp {
-                "TCP"
-            } else {
-                "UDP"
-            },
-            self.config.sip_addr()
-        );
+        let via = via_line(self.config.sip_addr(), call.a.source.transport, &branch);
         let bye = Bytes::from(call.a_request("BYE", &via, ""));
         let dest = call.a.source;
         self.send_out(conn, OutKind::ByeA, branch, bye, dest, now);
@@ -818,15 +760,10 @@ impl NodeCore {
             return;
         };
         call.phase = CallPhase::Releasing;
-        let via = format!(
-            "SIP/2.0/{} {};branch={};rport",
-            if call.b.dest.transport == TransportKind::Tcp {
-                "TCP"
-            } else {
-                "UDP"
-            },
+        let via = via_line(
             self.config.sip_addr(),
-            call.b.invite_branch
+            call.b.dest.transport,
+            &call.b.invite_branch,
         );
         let cancel = Bytes::from(format!(
             "CANCEL {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
@@ -1108,20 +1045,22 @@ impl NodeCore {
             return;
         };
         let branch = sipcore::branch();
-        let via = format!(
-            "SIP/2.0/{} {};branch={branch};rport",
-            if call.b.dest.transport == TransportKind::Tcp {
-                "TCP"
-            } else {
-                "UDP"
-            },
-            self.config.sip_addr()
-        );
+        let via = via_line(self.config.sip_addr(), call.b.dest.transport, &branch);
         let extra = format!("Event: {event_name}\r\nSubscription-State: active\r\n");
         let notify = Bytes::from(call.b_request("NOTIFY", &via, None, &extra));
         let dest = call.b.dest;
         self.send_out(conn, OutKind::Notify, branch, notify, dest, now);
     }
+}
+
+/// A Via line value for a request the node sends from `addr`.
+fn via_line(addr: std::net::SocketAddr, transport: TransportKind, branch: &str) -> String {
+    let t = if transport == TransportKind::Tcp {
+        "TCP"
+    } else {
+        "UDP"
+    };
+    format!("SIP/2.0/{t} {addr};branch={branch};rport")
 }
 
 /// Where to send requests for a registered Contact: its host and port, over its `transport`
