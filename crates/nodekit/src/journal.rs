@@ -20,8 +20,8 @@ pub struct Entry {
     pub at_ms: u64,
     pub node: Arc<str>,
     /// What happened, in the domain's words: `dn.in_service`, `agent.logout`, `tlib.event`,
-    /// `link.down`, `ownership.moved` …
-    pub kind: Arc<str>,
+    /// `link.down`, `ownership.moved` … (a fixed vocabulary, so no allocation per entry).
+    pub kind: &'static str,
     /// The details, shaped per kind.
     pub detail: Value,
 }
@@ -61,7 +61,7 @@ impl Journal {
     }
 
     /// Appends an entry and wakes every waiter; returns its `seq`.
-    pub fn record(&self, kind: &str, detail: Value) -> u64 {
+    pub fn record(&self, kind: &'static str, detail: Value) -> u64 {
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -77,7 +77,7 @@ impl Journal {
                 seq,
                 at_ms,
                 node: self.node.clone(),
-                kind: kind.into(),
+                kind,
                 detail,
             }));
             seq
