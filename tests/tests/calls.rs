@@ -215,7 +215,7 @@ async fn call_whose_phone_vanished_is_released_by_session_audit() {
         .journal()
         .since(0, 10_000)
         .into_iter()
-        .find(|e| &*e.kind == "call.leg_lost")
+        .find(|e| e.kind == "call.leg_lost")
         .expect("journal names the lost leg");
     assert_eq!(lost.detail["side"], "phone");
 }

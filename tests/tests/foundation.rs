@@ -62,7 +62,7 @@ async fn r1_r12_softphone_registration_and_expiry_reach_tlib_clients() {
         .journal()
         .since(0, 1000)
         .iter()
-        .any(|e| &*e.kind == "ownership.released"));
+        .any(|e| e.kind == "ownership.released"));
 }
 
 /// R12: a refresh before expiry keeps the DN in service with no event.
@@ -338,7 +338,7 @@ async fn r4_logout_on_disconnect_rst() {
         .journal()
         .since(0, 1000)
         .into_iter()
-        .find(|e| &*e.kind == "agent.logout")
+        .find(|e| e.kind == "agent.logout")
         .unwrap();
     assert_eq!(entry.detail["rule"], "R4");
 }

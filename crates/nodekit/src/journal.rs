@@ -166,10 +166,8 @@ mod tests {
         let j = Journal::new("ss1", 100);
         let j2 = j.clone();
         let waiter = tokio::spawn(async move {
-            j2.wait_for(0, Duration::from_secs(5), |e| {
-                &*e.kind == "dn.out_of_service"
-            })
-            .await
+            j2.wait_for(0, Duration::from_secs(5), |e| e.kind == "dn.out_of_service")
+                .await
         });
         tokio::task::yield_now().await;
         j.record("dn.in_service", json!({}));
