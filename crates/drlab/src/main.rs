@@ -6,6 +6,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use drlab::{Lab, Topology, DEFAULT_TOPOLOGY};
 
+/// mimalloc returns freed pages to the OS, so memory drops back after bursts (e.g. when the
+/// 32 s SIP transaction cache of a registration storm drains) instead of staying with the process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Disaster-recovery test bench for Genesys SIP Cluster + GWS stacks.
 #[derive(Parser, Debug)]
 #[command(version, about)]

@@ -316,6 +316,12 @@ impl ServerTransactions {
         if self.heap.len() > 64 && self.heap.len() > self.map.len() * 4 {
             self.compact();
         }
+        // After a burst (a registration storm caches one response per REGISTER for 64·T1) give
+        // the table's memory back once it has drained, or it stays at the peak for good.
+        if self.map.capacity() > 4096 && self.map.capacity() > self.map.len() * 4 {
+            self.map.shrink_to_fit();
+            self.heap.shrink_to_fit();
+        }
         removed
     }
 

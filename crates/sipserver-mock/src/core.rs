@@ -44,7 +44,8 @@ pub struct DnState {
     pub clients: BTreeSet<ClientId>,
     /// The node that keeps the DN's agent state (R1); None: unowned.
     pub owner: Option<Arc<str>>,
-    pub agent: Option<Agent>,
+    /// Boxed: most DNs (a phone registered, nobody logged in) carry no agent.
+    pub agent: Option<Box<Agent>>,
     /// Calls in progress on this DN (a second call rings the phone too; the phone decides).
     pub calls: Vec<ConnId>,
     /// Bumped on every ACW start, so a stale wrap-up timer does nothing.
@@ -328,7 +329,7 @@ impl NodeCore {
                 "in_service": kind.map(|k| self.in_service(dn, k)).unwrap_or(false),
                 "owner": state.and_then(|s| s.owner.as_deref()),
                 "registered_by": state.map(|s| s.clients.iter().copied().collect::<Vec<_>>()).unwrap_or_default(),
-                "agent": state.and_then(|s| s.agent.as_ref()),
+                "agent": state.and_then(|s| s.agent.as_deref()),
                 "binding": binding,
             }));
         }

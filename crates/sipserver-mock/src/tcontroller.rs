@@ -305,7 +305,7 @@ impl NodeCore {
     /// The DN's status as carried in `EventRegistered` / `EventAddressInfo` Extensions.
     fn dn_status(&self, dn: &str, kind: DnKind) -> KvList {
         let state = self.dns.get(dn);
-        let agent = state.and_then(|s| s.agent.as_ref());
+        let agent = state.and_then(|s| s.agent.as_deref());
         let mut ext = KvList::new();
         ext.insert(
             "DNStatus".into(),
@@ -370,10 +370,10 @@ impl NodeCore {
             ));
         }
         let state = self.dns.entry(dn.into()).or_default();
-        let agent = agent::login(state.agent.as_ref(), id, agent_id, work_mode)?;
+        let agent = agent::login(state.agent.as_deref(), id, agent_id, work_mode)?;
         let agent_id = agent.agent_id.clone();
         let status = agent.status.clone();
-        state.agent = Some(agent);
+        state.agent = Some(Box::new(agent));
         self.metrics.agent_logins.inc();
         self.journal.record(
             "agent.login",
@@ -396,7 +396,7 @@ impl NodeCore {
         self.registered_by(id, dn)?;
         self.login_allowed(dn, extensions)?;
         let state = self.dns.entry(dn.into()).or_default();
-        agent::logout(state.agent.as_ref())?;
+        agent::logout(state.agent.as_deref())?;
         let agent_id = state.agent.take().and_then(|a| a.agent_id);
         self.metrics.agent_logouts.inc();
         self.journal.record(
@@ -422,14 +422,14 @@ impl NodeCore {
         self.configured(dn)?;
         self.registered_by(id, dn)?;
         let state = self.dns.entry(dn.into()).or_default();
-        let agent = agent::set_status(state.agent.as_ref(), status)?;
+        let agent = agent::set_status(state.agent.as_deref(), status)?;
         let agent_id = agent.agent_id.clone();
         let event = status_event(dn, agent_id.as_deref(), &agent.status);
         self.journal.record(
             "agent.state",
             json!({ "dn": dn, "agent": agent_id, "status": &agent.status }),
         );
-        state.agent = Some(agent);
+        state.agent = Some(Box::new(agent));
         self.answer_and_broadcast(dn, id, reference, event);
         Ok(())
     }

@@ -1,0 +1,974 @@
+//! The proxy itself: accepts clients, picks a peer with the group's [`Balancer`], forwards over
+//! pooled keep-alive connections (through the fault layer) and applies nginx's
+//! `proxy_next_upstream` rules.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use netfault::Faults;
+use nodekit::control::BoxFuture;
+use nodekit::{serve_control, ControlServer, ControlTarget, Journal};
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Instant};
+
+use crate::balancer::{Balancer, RouteKey};
+use crate::body::{full, ProxyBody, TimedBody};
+use crate::config::{Config, NextUpstream, Sticky, UpstreamConfig};
+
+/// Largest request head accepted (nginx `large_client_header_buffers 4 8k`); beyond it: 431.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+type Upstream = SendRequest<Full<Bytes>>;
+
+/// Idle keep-alive connections kept per peer (nginx `keepalive`).
+const IDLE_PER_PEER: usize = 32;
+
+/// One upstream group at run time.
+struct Group {
+    cfg: UpstreamConfig,
+    /// One balancer per worker (nginx without `zone`), or one shared by all (`zone`).
+    balancers: Vec<Mutex<Balancer>>,
+    addrs: Vec<SocketAddr>,
+    links: Vec<String>,
+    idle: Arc<Mutex<Vec<Vec<Upstream>>>>,
+}
+
+impl Group {
+    /// The balancer the worker serving a client connection uses.
+    fn balancer(&self, worker: usize) -> &Mutex<Balancer> {
+        &self.balancers[worker % self.balancers.len()]
+    }
+
+    fn take_idle(&self, peer: usize) -> Option<Upstream> {
+        let mut idle = self.idle.lock().unwrap();
+        while let Some(conn) = idle[peer].pop() {
+            if !conn.is_closed() && conn.is_ready() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+}
+
+struct Shared {
+    cfg: Config,
+    faults: Faults,
+    journal: Journal,
+    group: Group,
+    requests: AtomicU64,
+    connections: AtomicU64,
+}
+
+/// The running services of a node (absent after a crash).
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The proxy node: configuration, fault layer, journal and its current services. It is the
+/// [`ControlTarget`] of the control plane and backs [`ProxyHandle`].
+pub struct ProxyNode {
+    cfg: Config,
+    faults: Faults,
+    journal: Journal,
+    local_addr: SocketAddr,
+    shared: Mutex<Arc<Shared>>,
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+/// A running proxy.
+pub struct ProxyHandle {
+    node: Arc<ProxyNode>,
+    control: Option<ControlServer>,
+}
+
+impl ProxyHandle {
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.node.local_addr
+    }
+
+    /// The control port, when the configuration asks for one.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control.as_ref().map(|c| c.local_addr())
+    }
+
+    /// The fault layer of the proxy's upstream links (`http:{name}-{server}`).
+    pub fn faults(&self) -> &Faults {
+        &self.node.faults
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.node.journal
+    }
+
+    pub fn node(&self) -> Arc<ProxyNode> {
+        self.node.clone()
+    }
+
+    /// Routing state as `GET /state` shows it: each peer's state and counters.
+    pub fn status(&self) -> Value {
+        self.node.status()
+    }
+
+    /// Closes every socket abruptly (clients and upstreams); `restart` brings it back.
+    pub async fn crash(&self) {
+        self.node.crash().await;
+    }
+
+    /// Starts again on the same address with fresh routing state.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.node.restart().await
+    }
+
+    /// Stops accepting and closes every client connection.
+    pub async fn shutdown(self) {
+        self.node.stop().await;
+    }
+}
+
+/// Starts the proxy with its own fault layer.
+pub async fn start(config: Config) -> anyhow::Result<ProxyHandle> {
+    start_with_faults(config, Faults::new()).await
+}
+
+/// Starts the proxy with the given fault layer (shared with the node's control plane).
+pub async fn start_with_faults(mut config: Config, faults: Faults) -> anyhow::Result<ProxyHandle> {
+    config.validate()?;
+    let journal = Journal::new(&config.name, nodekit::journal::DEFAULT_CAPACITY);
+    let listener = TcpListener::bind(config.listen).await?;
+    let local_addr = listener.local_addr()?;
+    config.listen = local_addr;
+    let shared = build_shared(&config, &faults, &journal).await?;
+    let node = Arc::new(ProxyNode {
+        cfg: config,
+        faults,
+        journal,
+        local_addr,
+        shared: Mutex::new(shared.clone()),
+        running: tokio::sync::Mutex::new(None),
+    });
+    *node.running.lock().await = Some(run(listener, shared));
+    let control = match node.cfg.control {
+        Some(addr) => Some(
+            serve_control(addr, node.clone(), node.cfg.control_token.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(name = %node.cfg.name, %local_addr, "proxy listening");
+    Ok(ProxyHandle { node, control })
+}
+
+async fn build_shared(
+    config: &Config,
+    faults: &Faults,
+    journal: &Journal,
+) -> anyhow::Result<Arc<Shared>> {
+    let gcfg = config
+        .pass_group()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no upstream group to proxy to"))?;
+    let mut addrs = Vec::new();
+    for s in &gcfg.servers {
+        let addr = tokio::net::lookup_host(s.address.as_str())
+            .await
+            .map_err(|e| anyhow::anyhow!("server {}: {e}", s.address))?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("server {}: no address", s.address))?;
+        addrs.push(addr);
+    }
+    let links = gcfg
+        .servers
+        .iter()
+        .map(|s| format!("http:{}-{}", config.name, s.display_name()))
+        .collect();
+    let group = Group {
+        balancers: (0..if gcfg.zone {
+            1
+        } else {
+            config.worker_processes.max(1)
+        })
+            .map(|_| Mutex::new(Balancer::from_config(&gcfg)))
+            .collect(),
+        idle: Arc::new(Mutex::new((0..addrs.len()).map(|_| Vec::new()).collect())),
+        addrs,
+        links,
+        cfg: gcfg,
+    };
+    Ok(Arc::new(Shared {
+        cfg: config.clone(),
+        faults: faults.clone(),
+        journal: journal.clone(),
+        group,
+        requests: AtomicU64::new(0),
+        connections: AtomicU64::new(0),
+    }))
+}
+
+fn run(listener: TcpListener, shared: Arc<Shared>) -> Running {
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
+    Running { stop, task }
+}
+
+impl ProxyNode {
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn status(&self) -> Value {
+        let shared = self.shared.lock().unwrap().clone();
+        let mut v = shared.status();
+        v["listen"] = json!(self.local_addr.to_string());
+        v["running"] = json!(self.running.try_lock().map(|r| r.is_some()).unwrap_or(true));
+        v
+    }
+
+    async fn stop(&self) {
+        if let Some(r) = self.running.lock().await.take() {
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
+        }
+    }
+
+    /// Closes the listener, every client connection and (through the fault layer) every
+    /// upstream connection.
+    pub async fn crash(&self) {
+        self.stop().await;
+        self.faults.crash();
+        self.journal
+            .record("node.crashed", json!({ "node": self.cfg.name }));
+    }
+
+    /// Listens again on the same address with fresh routing state (a real restart).
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        let mut running = self.running.lock().await;
+        if let Some(r) = running.take() {
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
+        }
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.local_addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    tracing::debug!("rebind {}: {e}", self.local_addr);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let shared = build_shared(&self.cfg, &self.faults, &self.journal).await?;
+        *self.shared.lock().unwrap() = shared.clone();
+        *running = Some(run(listener, shared));
+        self.journal
+            .record("node.started", json!({ "node": self.cfg.name }));
+        Ok(())
+    }
+
+    /// Prometheus text of the proxy's counters.
+    pub fn metrics_text(&self) -> String {
+        let shared = self.shared.lock().unwrap().clone();
+        shared.metrics_text()
+    }
+}
+
+impl ControlTarget for ProxyNode {
+    fn node_name(&self) -> &str {
+        &self.cfg.name
+    }
+    fn state(&self) -> BoxFuture<'_, Value> {
+        Box::pin(async { self.status() })
+    }
+    fn journal(&self) -> &Journal {
+        &self.journal
+    }
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+    fn metrics_text(&self) -> String {
+        ProxyNode::metrics_text(self)
+    }
+    fn crash(&self) -> BoxFuture<'_, ()> {
+        Box::pin(ProxyNode::crash(self))
+    }
+    fn restart(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(ProxyNode::restart(self))
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut accepted: usize = 0;
+    loop {
+        let (stream, client) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        // nginx hands each connection to one worker; here they take turns.
+        let worker = accepted;
+        accepted = accepted.wrapping_add(1);
+        let header_timeout = shared.cfg.client_header_timeout;
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(shared.handle(req, client, worker).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(2 * MAX_HEADER_BYTES)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%client, "client connection: {e}");
+                },
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}
+
+/// Why an attempt on a peer failed, in `proxy_next_upstream` terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Error,
+    Timeout,
+    InvalidHeader,
+}
+
+impl Failure {
+    fn status(self) -> StatusCode {
+        match self {
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn next_upstream(self) -> NextUpstream {
+        match self {
+            Failure::Error => NextUpstream::Error,
+            Failure::Timeout => NextUpstream::Timeout,
+            Failure::InvalidHeader => NextUpstream::InvalidHeader,
+        }
+    }
+}
+
+/// The outcome of one attempt that did not produce a response.
+struct AttemptError {
+    failure: Failure,
+    /// Whether the request was (possibly) written to the upstream (`u->request_sent`).
+    sent: bool,
+}
+
+/// The parts of the client request kept to replay it on the next peer.
+struct Outgoing {
+    method: Method,
+    uri: hyper::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Outgoing {
+    fn build(&self) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+fn is_non_idempotent(m: &Method) -> bool {
+    m == Method::POST || m == Method::PATCH || m.as_str() == "LOCK"
+}
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1) and those named by `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// The `Upgrade` header of a request that asks for a protocol switch (`Connection: upgrade`).
+fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// The blind tunnel after `101 Switching Protocols`: bytes both ways, half-closes passed on,
+/// closed after `idle` without traffic in either direction (nginx `proxy_read_timeout`).
+async fn tunnel<A, B>(a: A, b: B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let mut abuf = vec![0u8; 16 * 1024];
+    let mut bbuf = vec![0u8; 16 * 1024];
+    let (mut a_open, mut b_open) = (true, true);
+    while a_open || b_open {
+        tokio::select! {
+            r = ar.read(&mut abuf), if a_open => match r {
+                Ok(0) | Err(_) => {
+                    a_open = false;
+                    let _ = bw.shutdown().await;
+                }
+                Ok(n) => if bw.write_all(&abuf[..n]).await.is_err() { return },
+            },
+            r = br.read(&mut bbuf), if b_open => match r {
+                Ok(0) | Err(_) => {
+                    b_open = false;
+                    let _ = aw.shutdown().await;
+                }
+                Ok(n) => if aw.write_all(&bbuf[..n]).await.is_err() { return },
+            },
+            _ = tokio::time::sleep(idle) => {
+                tracing::debug!("tunnel idle for {idle:?}: closed");
+                return;
+            }
+        }
+    }
+}
+
+/// `$cookie_NAME`: the first cookie of that name in the request.
+pub fn request_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The value of cookie `name` set by a response (`$upstream_cookie_NAME`), if any.
+pub fn response_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+fn error_page(status: StatusCode) -> Response<ProxyBody> {
+    let line = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let page = format!(
+        "<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n<hr><center>drlab-proxy</center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut resp = Response::new(full(page));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp
+}
+
+impl Shared {
+    fn metrics_text(&self) -> String {
+        let g = &self.group;
+        let node = &self.cfg.name;
+        let per_worker = g.balancers.len() > 1;
+        let peers: Vec<(usize, crate::balancer::PeerStatus)> = g
+            .balancers
+            .iter()
+            .enumerate()
+            .flat_map(|(w, b)| {
+                b.lock()
+                    .unwrap()
+                    .status(Instant::now())
+                    .into_iter()
+                    .map(move |p| (w, p))
+            })
+            .collect();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, v) in rows {
+                out.push_str(&format!("{name}{{node=\"{node}\"{labels}}} {v}\n"));
+            }
+        };
+        let peer_label = |(w, p): &(usize, crate::balancer::PeerStatus)| {
+            let worker = if per_worker {
+                format!(",worker=\"{w}\"")
+            } else {
+                String::new()
+            };
+            format!(",upstream=\"{}\",peer=\"{}\"{worker}", g.cfg.name, p.name)
+        };
+        family(
+            "proxy_requests_total",
+            "counter",
+            "Client requests received.",
+            vec![(String::new(), self.requests.load(Ordering::Relaxed))],
+        );
+        family(
+            "proxy_upstream_connections_total",
+            "counter",
+            "Upstream connections opened.",
+            vec![(String::new(), self.connections.load(Ordering::Relaxed))],
+        );
+        family(
+            "proxy_peer_selected_total",
+            "counter",
+            "Times a peer was selected.",
+            peers
+                .iter()
+                .map(|p| (peer_label(p), p.1.selected))
+                .collect(),
+        );
+        family(
+            "proxy_peer_failures_total",
+            "counter",
+            "Failed attempts (error, timeout, invalid header) per peer.",
+            peers
+                .iter()
+                .map(|p| (peer_label(p), p.1.failures))
+                .collect(),
+        );
+        family(
+            "proxy_peer_up",
+            "gauge",
+            "1 when the peer can be selected, 0 while skipped or down.",
+            peers
+                .iter()
+                .map(|p| (peer_label(p), u64::from(p.1.state == "up")))
+                .collect(),
+        );
+        out
+    }
+
+    fn status(&self) -> Value {
+        let g = &self.group;
+        let now = Instant::now();
+        let b = g.balancers[0].lock().unwrap();
+        let peers = b.status(now);
+        let workers: Vec<Value> = g
+            .balancers
+            .iter()
+            .skip(1)
+            .map(|w| json!(w.lock().unwrap().status(now)))
+            .collect();
+        json!({
+            "name": self.cfg.name,
+            "requests": self.requests.load(Ordering::Relaxed),
+            "upstream_connections": self.connections.load(Ordering::Relaxed),
+            "upstreams": [{
+                "name": g.cfg.name,
+                "sticky": g.cfg.sticky,
+                "sticky_cookie": g.cfg.cookie_name(),
+                "learned": b.learned_len(),
+                "zone": g.balancers.len() == 1,
+                // Worker 0's view; `other_workers` holds the rest when state is per worker.
+                "peers": peers,
+                "other_workers": workers,
+            }],
+        })
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        worker: usize,
+    ) -> Response<ProxyBody> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let (resp, upstream, tries) = self.proxy(req, client, worker).await;
+        tracing::info!(
+            target: "proxy::access",
+            client = %client.ip(),
+            method = %method,
+            uri = %uri,
+            upstream = upstream.as_deref().unwrap_or("-"),
+            status = resp.status().as_u16(),
+            tries,
+            ms = started.elapsed().as_millis() as u64,
+        );
+        resp
+    }
+
+    /// Returns the response, the name of the peer that gave it and the number of attempts.
+    async fn proxy(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+        worker: usize,
+    ) -> (Response<ProxyBody>, Option<String>, u32) {
+        let head_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + req.uri().to_string().len();
+        if head_bytes > MAX_HEADER_BYTES {
+            let mut resp = error_page(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return (resp, None, 0);
+        }
+        // WebSocket (any `Upgrade`): passed on with `Connection: upgrade`, as nginx does with
+        // `proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade`.
+        let upgrade = upgrade_requested(req.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        // nginx reads the whole request body before it connects upstream
+        // (proxy_request_buffering on), which is what lets it replay the request.
+        let body = match Limited::new(body, self.cfg.client_max_body_size)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let status = if e.is::<http_body_util::LengthLimitError>() {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                let mut resp = error_page(status);
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return (resp, None, 0);
+            }
+        };
+        let mut headers = parts.headers;
+        let g = &self.group;
+        let key = RouteKey {
+            cookie: match g.cfg.sticky {
+                Sticky::None | Sticky::IpHash => None,
+                _ => request_cookie(&headers, g.cfg.cookie_name()),
+            },
+            client_ip: Some(client.ip()),
+        };
+        strip_hop_by_hop(&mut headers);
+        // The body is already read (and `100 Continue` sent by hyper when it was asked for).
+        headers.remove(header::EXPECT);
+        if let Some(proto) = &upgrade {
+            headers.insert(header::UPGRADE, proto.clone());
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", client.ip()),
+            None => client.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+        headers.remove(header::CONTENT_LENGTH);
+        if !body.is_empty() || is_non_idempotent(&parts.method) || parts.method == Method::PUT {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/")
+            .parse()
+            .unwrap_or_else(|_| hyper::Uri::from_static("/"));
+        let out = Outgoing {
+            method: parts.method,
+            uri,
+            headers,
+            body,
+        };
+
+        let bal = g.balancer(worker);
+        let mut sel = bal.lock().unwrap().begin(key.clone());
+        let peers = g.addrs.len() as u32;
+        let max_tries = match self.cfg.proxy_next_upstream_tries {
+            0 => peers,
+            n => n.min(peers),
+        };
+        let first_try = Instant::now();
+        let mut last = StatusCode::BAD_GATEWAY;
+        let mut last_peer = None;
+        loop {
+            let picked = bal.lock().unwrap().select(&mut sel, Instant::now());
+            let Some(peer) = picked else {
+                if sel.attempts == 0 {
+                    tracing::error!(upstream = %g.cfg.name, "no live upstreams");
+                }
+                return (error_page(last), last_peer, sel.attempts);
+            };
+            let name = bal.lock().unwrap().peers()[peer].name.clone();
+            last_peer = Some(name.clone());
+            match self.attempt(peer, &out).await {
+                Ok(mut resp) => {
+                    bal.lock().unwrap().report(peer, true, Instant::now());
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(client_upgrade) = client_upgrade {
+                            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                            let idle = self.cfg.proxy_read_timeout;
+                            let link = g.links[peer].clone();
+                            tokio::spawn(async move {
+                                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                                    Ok((c, u)) => {
+                                        tunnel(TokioIo::new(c), TokioIo::new(u), idle).await;
+                                        tracing::debug!(%link, "tunnel closed");
+                                    }
+                                    Err(e) => tracing::debug!(%link, "upgrade failed: {e}"),
+                                }
+                            });
+                            let (parts, _) = resp.into_parts();
+                            return (
+                                Response::from_parts(parts, full(Bytes::new())),
+                                Some(name),
+                                sel.attempts,
+                            );
+                        }
+                    }
+                    let resp = self.finish(resp, peer, &key, sel.bound, worker);
+                    return (resp, Some(name), sel.attempts);
+                }
+                Err(e) => {
+                    let disabled = bal.lock().unwrap().report(peer, false, Instant::now());
+                    self.journal.record(
+                        "upstream.failed",
+                        json!({
+                            "upstream": g.cfg.name,
+                            "peer": name,
+                            "failure": format!("{:?}", e.failure).to_lowercase(),
+                            "request_sent": e.sent,
+                            "method": out.method.as_str(),
+                            "uri": out.uri.to_string(),
+                            "disabled": disabled,
+                        }),
+                    );
+                    last = e.failure.status();
+                    tracing::warn!(
+                        upstream = %name,
+                        failure = ?e.failure,
+                        sent = e.sent,
+                        "upstream attempt failed"
+                    );
+                    let budget = self.cfg.proxy_next_upstream_timeout;
+                    let retry = self.cfg.next_upstream(e.failure.next_upstream())
+                        && sel.attempts < max_tries
+                        && (budget.is_zero() || first_try.elapsed() < budget)
+                        && !(e.sent
+                            && is_non_idempotent(&out.method)
+                            && !self.cfg.next_upstream(NextUpstream::NonIdempotent));
+                    if !retry {
+                        return (error_page(last), Some(name), sel.attempts);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies stickiness to a response from `peer` and turns it into the client response.
+    fn finish(
+        &self,
+        resp: Response<Incoming>,
+        peer: usize,
+        key: &RouteKey,
+        bound: Option<usize>,
+        worker: usize,
+    ) -> Response<ProxyBody> {
+        let g = &self.group;
+        let bal = g.balancer(worker);
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        match g.cfg.sticky {
+            Sticky::Learn => {
+                let mut b = bal.lock().unwrap();
+                if let Some(session) = response_cookie(&parts.headers, g.cfg.cookie_name()) {
+                    b.learn(&session, peer, Instant::now());
+                } else if let (Some(k), Some(old)) = (&key.cookie, bound) {
+                    if old != peer {
+                        b.learn(k, peer, Instant::now());
+                    }
+                }
+                if let Some(old) = bound.filter(|&o| o != peer) {
+                    self.journal.record(
+                        "sticky.rebind",
+                        json!({"upstream": g.cfg.name, "from": b.peers()[old].name, "to": b.peers()[peer].name}),
+                    );
+                }
+            }
+            Sticky::Cookie => {
+                let b = bal.lock().unwrap();
+                let route = b.route_of(peer);
+                if let Some(old) = bound.filter(|&o| o != peer) {
+                    self.journal.record(
+                        "sticky.rebind",
+                        json!({"upstream": g.cfg.name, "from": b.peers()[old].name, "to": b.peers()[peer].name}),
+                    );
+                }
+                if key.cookie.as_deref() != Some(route) {
+                    let c = format!("{}={route}; Path=/", g.cfg.cookie_name());
+                    if let Ok(v) = HeaderValue::from_str(&c) {
+                        parts.headers.append(header::SET_COOKIE, v);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let body = TimedBody::new(body, self.cfg.proxy_read_timeout);
+        Response::from_parts(parts, BodyExt::boxed(body))
+    }
+
+    /// One attempt on `peer`: a pooled connection if one is idle, else a new one.
+    async fn attempt(
+        &self,
+        peer: usize,
+        out: &Outgoing,
+    ) -> Result<Response<Incoming>, AttemptError> {
+        let g = &self.group;
+        let mut pooled = g.take_idle(peer);
+        loop {
+            let reused = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(c) => c,
+                None => self.connect(peer).await?,
+            };
+            let sent = timeout(
+                self.cfg.proxy_read_timeout,
+                conn.try_send_request(out.build()),
+            )
+            .await;
+            match sent {
+                Ok(Ok(resp)) => {
+                    self.recycle(peer, conn);
+                    return Ok(resp);
+                }
+                Ok(Err(mut e)) => {
+                    let not_sent = e.take_message().is_some();
+                    if not_sent && reused {
+                        // A keep-alive connection the upstream closed: try a fresh one.
+                        continue;
+                    }
+                    let failure = if e.error().is_parse() {
+                        Failure::InvalidHeader
+                    } else {
+                        Failure::Error
+                    };
+                    tracing::debug!(peer, "upstream: {}", e.error());
+                    return Err(AttemptError {
+                        failure,
+                        sent: !not_sent,
+                    });
+                }
+                Err(_) => {
+                    return Err(AttemptError {
+                        failure: Failure::Timeout,
+                        sent: true,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Puts the connection back into the pool once the response body has been read to its end
+    /// (hyper reports it ready again); a connection closed meanwhile is dropped.
+    fn recycle(&self, peer: usize, mut conn: Upstream) {
+        let idle = self.group.idle.clone();
+        tokio::spawn(async move {
+            if conn.ready().await.is_ok() {
+                let mut idle = idle.lock().unwrap();
+                if idle[peer].len() < IDLE_PER_PEER {
+                    idle[peer].push(conn);
+                }
+            }
+        });
+    }
+
+    async fn connect(&self, peer: usize) -> Result<Upstream, AttemptError> {
+        let g = &self.group;
+        let fail = |failure| AttemptError {
+            failure,
+            sent: false,
+        };
+        let stream = match timeout(
+            self.cfg.proxy_connect_timeout,
+            netfault::tcp::connect(
+                &self.faults,
+                &g.links[peer],
+                self.cfg.proxy_bind,
+                g.addrs[peer],
+            ),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %g.links[peer], "connect: {e}");
+                return Err(fail(Failure::Error));
+            }
+            Err(_) => return Err(fail(Failure::Timeout)),
+        };
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| fail(Failure::Error))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection: {e}");
+            }
+        });
+        Ok(sender)
+    }
+}
