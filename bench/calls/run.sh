@@ -100,10 +100,9 @@ import csv, sys
 rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
 head, last = rows[0], rows[-1]
 col = lambda name: last[head.index(name)]
-def secs(t):
-    h, m, s = t.split(':')[:3]; return int(h) * 3600 + int(m) * 60 + float(s.replace(',', '.'))
-# ElapsedTime(C) is "hh:mm:ss:mmm".
-e = col('ElapsedTime(C)').split(':'); elapsed = int(e[0]) * 3600 + int(e[1]) * 60 + int(e[2]) + int(e[3]) / 1000
+# StartTime / CurrentTime end with the epoch in seconds after a tab.
+epoch = lambda name: float(col(name).split('\t')[-1])
+elapsed = epoch('CurrentTime') - epoch('StartTime')
 ok = int(col('SuccessfulCall(C)')); failed = int(col('FailedCall(C)')); retrans = int(col('Retransmissions(C)'))
 print(f"{ok / max(elapsed, 1e-9):.0f} {failed} {retrans} {ok}")
 PY
@@ -132,7 +131,7 @@ done
 port=$((port + 1)); start_node hold; start_uas "$port"; register_uas "$port"
 before=$(rss_kb "$NODE_PID")
 dir="$OUT/hold"; mkdir -p "$dir"
-(cd "$dir" && timeout -k 5 120 sipp -sn uac -s 7001 -i "$UAC_IP" -p 0 -r 500 -m "$HOLD" -l "$HOLD" -d 60000 -nostdin -bg >/dev/null 2>&1) || true
+(cd "$dir" && timeout -k 5 120 sipp -sn uac -s 7001 -i "$UAC_IP" -p 0 -r 500 -m "$HOLD" -l "$HOLD" -d 60000 -nostdin -bg "$NODE_IP:5060" >/dev/null 2>&1) || true
 for _ in $(seq 120); do
     active=$(curl -s "http://$NODE_IP:9000/metrics" | awk '/^drlab_calls_active/ {print $2}')
     [ "${active:-0}" -ge "$HOLD" ] && break; sleep 0.5
