@@ -309,6 +309,125 @@ async fn tlib_answer_hold_retrieve_release() {
         .unwrap();
 }
 
+/// RequestMakeCall (RFC 3725 flow I): the agent's phone rings first and offers, then the
+/// destination gets that offer (media is direct); EventDialing → EventEstablished; the
+/// destination hangs up and the phone gets a BYE.
+#[tokio::test]
+async fn tlib_make_call_phone_first_then_destination() {
+    let (node, mut phone, client, mut events) = agent_with_phone("7012", AnswerMode::Auto).await;
+    let mut callee = TestPhone::bind().await.unwrap();
+    assert_eq!(
+        callee.register(node.sip_addr(), "7013", 300).await.unwrap(),
+        200
+    );
+
+    let make = Request::MakeCall {
+        dn: "7012".into(),
+        destination: "7013".into(),
+        make_call_type: tlib::MakeCallType::Regular,
+        user_data: None,
+    };
+    let dialing = request(&client, make).await;
+    assert_eq!(dialing.name, MessageName::EventDialing);
+    assert_eq!(dialing.attrs.call_type, Some(tlib::CallType::Internal));
+    let to_phone = phone
+        .wait_for(|e| matches!(e, PhoneEvent::Invite { .. }), WAIT)
+        .await
+        .unwrap();
+    let PhoneEvent::Invite { sdp, .. } = to_phone else {
+        unreachable!()
+    };
+    assert!(sdp.is_empty(), "the phone is asked for an offer: {sdp}");
+    let to_callee = callee
+        .wait_for(|e| matches!(e, PhoneEvent::Invite { .. }), WAIT)
+        .await
+        .unwrap();
+    let PhoneEvent::Invite { sdp, .. } = to_callee else {
+        unreachable!()
+    };
+    assert!(
+        sdp.contains(&format!(
+            "m=audio {}",
+            phone.local_addr().port().wrapping_add(1)
+        )),
+        "the phone's offer reaches the destination: {sdp}"
+    );
+    phone
+        .wait_for(|e| matches!(e, PhoneEvent::Ack { .. }), WAIT)
+        .await
+        .unwrap();
+    callee
+        .wait_for(|e| matches!(e, PhoneEvent::Ack { .. }), WAIT)
+        .await
+        .unwrap();
+    let up = expect_event(&mut events, MessageName::EventEstablished).await;
+    assert_eq!(up.attrs.conn_id, dialing.attrs.conn_id);
+
+    assert_eq!(callee.hang_up().await.unwrap(), 200);
+    phone
+        .wait_for(|e| matches!(e, PhoneEvent::Bye { .. }), WAIT)
+        .await
+        .unwrap();
+    expect_event(&mut events, MessageName::EventReleased).await;
+    assert_eq!(state(&node).await["calls"].as_array().unwrap().len(), 0);
+
+    // An unknown number with no gateway: EventError (invalid called DN).
+    let nowhere = Request::MakeCall {
+        dn: "7012".into(),
+        destination: "+15550000".into(),
+        make_call_type: tlib::MakeCallType::Regular,
+        user_data: None,
+    };
+    assert_eq!(
+        request(&client, nowhere).await.attrs.error_code,
+        Some(error_code::INV_CALD_DN)
+    );
+}
+
+/// RequestReleaseCall while the destination of a RequestMakeCall still rings: CANCEL there,
+/// BYE to the phone.
+#[tokio::test]
+async fn tlib_release_during_make_call_cancels_destination() {
+    let (node, mut phone, client, mut events) = agent_with_phone("7014", AnswerMode::Auto).await;
+    let mut callee = TestPhone::bind().await.unwrap();
+    callee.set_answer(AnswerMode::Never);
+    assert_eq!(
+        callee.register(node.sip_addr(), "7015", 300).await.unwrap(),
+        200
+    );
+    let make = Request::MakeCall {
+        dn: "7014".into(),
+        destination: "7015".into(),
+        make_call_type: tlib::MakeCallType::Regular,
+        user_data: None,
+    };
+    let dialing = request(&client, make).await;
+    let conn = dialing.attrs.conn_id.unwrap();
+    callee
+        .wait_for(|e| matches!(e, PhoneEvent::Invite { .. }), WAIT)
+        .await
+        .unwrap();
+    expect_event(&mut events, MessageName::EventNetworkReached).await;
+    let released = request(
+        &client,
+        Request::ReleaseCall {
+            dn: "7014".into(),
+            conn_id: conn,
+        },
+    )
+    .await;
+    assert_eq!(released.name, MessageName::EventReleased);
+    callee
+        .wait_for(|e| matches!(e, PhoneEvent::Cancel { .. }), WAIT)
+        .await
+        .unwrap();
+    phone
+        .wait_for(|e| matches!(e, PhoneEvent::Bye { .. }), WAIT)
+        .await
+        .unwrap();
+    let _ = node;
+}
+
 /// R6 + R5: a desktop that registers the DN during the call gets the call and can release it,
 /// but cannot log in during the call or during ACW; after ACW it can.
 #[tokio::test]

@@ -14,7 +14,7 @@ use tlib::{event, AgentWorkMode, CallState, CallType, ConnId, KvList, MessageNam
 use tokio::time::Instant;
 
 use crate::agent::{AgentStatus, ClientId, Refusal};
-use crate::call::{sdp_is_valid, ALeg, BLeg, Call, CallPhase, OutKind, OutRequest};
+use crate::call::{sdp_is_valid, ALeg, BLeg, Call, CallPhase, Origin, OutKind, OutRequest};
 use crate::core::{NodeCore, TimerJob};
 use crate::dn::DnKind;
 
@@ -55,14 +55,75 @@ impl NodeCore {
         via_line(self.config.sip_addr(), transport, branch)
     }
 
-    /// ACKs the phone's final answer to our INVITE and keeps the ACK for its retransmissions.
-    fn ack_phone(&mut self, conn_id: ConnId, invite_branch: &str, ack_branch: &str) {
+    /// Where a number is reached: a softphone DN at its registered Contact, a PSTN DN at the
+    /// gateway with its external number, any other number at the gateway.
+    fn reach(&self, number: &str) -> Result<(String, Source), String> {
+        let info = self.plan.lookup(number);
+        match info.as_ref().map(|i| i.kind) {
+            Some(DnKind::Softphone) => match self.registrar.binding(number) {
+                Some(b) => {
+                    let uri = b
+                        .contact
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string();
+                    let tcp = b.transport == crate::registrar::SipTransport::Tcp;
+                    let dest = contact_destination(&uri, b.source, tcp);
+                    Ok((uri, dest))
+                }
+                None => Err(format!("DN {number} has no registered phone")),
+            },
+            _ => {
+                let Some(gw) = self.config.pstn_gateway else {
+                    return Err(format!("no PSTN gateway configured to reach {number}"));
+                };
+                let external = info
+                    .and_then(|i| i.external)
+                    .unwrap_or_else(|| number.to_string());
+                Ok((format!("sip:{external}@{gw}"), Source::udp(gw)))
+            }
+        }
+    }
+
+    /// An initial INVITE from the node, with the SDP offer if there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn invite_bytes(
+        &self,
+        request_uri: &str,
+        from: &str,
+        to: &str,
+        call_id: &str,
+        branch: &str,
+        dest: Source,
+        uuid: &str,
+        sdp: Option<&[u8]>,
+    ) -> Bytes {
+        let mut invite = format!(
+            "INVITE {request_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\nX-Genesys-CallUUID: {uuid}\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, UPDATE\r\nSupported: timer\r\n",
+            via = self.via(dest.transport, branch),
+            contact = self.contact(),
+        );
+        with_body(&mut invite, sdp)
+    }
+
+    /// ACKs the phone's final answer to our INVITE (with the SDP answer when the phone made the
+    /// offer) and keeps the ACK for its retransmissions.
+    fn ack_phone(
+        &mut self,
+        conn_id: ConnId,
+        invite_branch: &str,
+        ack_branch: &str,
+        sdp: Option<&[u8]>,
+    ) {
         let addr = self.config.sip_addr();
         let Some(call) = self.calls.get_mut(&conn_id) else {
             return;
         };
         let via = via_line(addr, call.b.dest.transport, ack_branch);
-        let ack = Bytes::from(call.b_request("ACK", &via, Some(1), ""));
+        let ack = match sdp {
+            Some(body) if !body.is_empty() => call.b_ack_with_sdp(&via, body),
+            _ => Bytes::from(call.b_request("ACK", &via, Some(1), "")),
+        };
         let dest = call.b.dest;
         if let Some(out) = self.out_requests.get_mut(invite_branch) {
             out.ack = Some(ack.clone());
@@ -113,38 +174,12 @@ impl NodeCore {
             self.metrics.call_outcome("not_found");
             return Some(response_for(req, status(404)));
         };
-        // Where the agent's phone is: its registered Contact, or the gateway for a PSTN DN.
-        let (request_uri, dest) = match info.kind {
-            DnKind::Softphone => match self.registrar.binding(&dn) {
-                Some(b) => {
-                    let uri = b
-                        .contact
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_string();
-                    let dest = contact_destination(
-                        &uri,
-                        b.source,
-                        b.transport == crate::registrar::SipTransport::Tcp,
-                    );
-                    (uri, dest)
-                }
-                None => {
-                    self.metrics.call_outcome("unavailable");
-                    return Some(warned_response(
-                        req,
-                        480,
-                        &format!("DN {dn} has no registered phone"),
-                    ));
-                }
-            },
-            DnKind::Pstn => match (self.config.pstn_gateway, info.external.as_deref()) {
-                (Some(gw), Some(number)) => (format!("sip:{number}@{gw}"), Source::udp(gw)),
-                _ => {
-                    self.metrics.call_outcome("unavailable");
-                    return Some(warned_response(req, 480, "no PSTN gateway configured"));
-                }
-            },
+        let (request_uri, dest) = match self.reach(&dn) {
+            Ok(target) => target,
+            Err(reason) => {
+                self.metrics.call_outcome("unavailable");
+                return Some(warned_response(req, 480, &reason));
+            }
         };
         let ani = fields::from_user(req).unwrap_or_default();
         let remote_target = fields::contact_uri(req)
@@ -175,12 +210,7 @@ impl NodeCore {
             .unwrap_or_default();
         self.next_call += 1;
         let conn_id = ConnId(self.conn_id_base | self.next_call);
-        let uuid = sipcore::ids::call_id()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(32)
-            .collect::<String>()
-            .to_uppercase();
+        let uuid = new_call_uuid();
         let b_branch = sipcore::branch();
         let b_call_id = sipcore::ids::call_id();
         let local_from = format!(
@@ -195,6 +225,7 @@ impl NodeCore {
             ani: ani.clone(),
             dnis: dn.clone(),
             call_type: CallType::Inbound,
+            origin: Origin::Inbound,
             phase: CallPhase::Offering,
             a: ALeg {
                 call_id: call_id.clone(),
@@ -209,6 +240,7 @@ impl NodeCore {
                 acked: false,
                 tx_key: Some(key.clone()),
                 sdp: body.to_vec(),
+                invite_branch: None,
             },
             b: BLeg {
                 call_id: b_call_id.clone(),
@@ -230,23 +262,23 @@ impl NodeCore {
         // 100 Trying at once, so the caller stops retransmitting while the phone is reached.
         let trying = call.a_response(100, "Trying", &self.contact(), None);
         self.answer_tx(key, source, trying, now);
-        let via = self.via(dest.transport, &b_branch);
         let to_phone = match info.kind {
             DnKind::Softphone => format!("<sip:{dn}@{}>", self.config.sip_addr().ip()),
             DnKind::Pstn => format!("<{request_uri}>"),
         };
-        let mut invite = format!(
-            "INVITE {request_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to_phone}\r\nCall-ID: {b_call_id}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\nX-Genesys-CallUUID: {uuid}\r\nAllow: {allow}\r\nSupported: timer\r\n",
-            from = call.b.local_from,
-            contact = self.contact(),
-            uuid = call.uuid,
-            allow = "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY, UPDATE",
+        let sdp = if has_sdp { Some(body.as_slice()) } else { None };
+        let bytes = self.invite_bytes(
+            &request_uri,
+            &call.b.local_from,
+            &to_phone,
+            &b_call_id,
+            &b_branch,
+            dest,
+            &call.uuid,
+            sdp,
         );
-        call.b.remote_to = None;
-        call.b.request_uri = request_uri;
         // The To we put in the INVITE; the phone's tag is appended when it answers.
         call.b.remote_to_base = to_phone;
-        let bytes = with_body(&mut invite, if has_sdp { Some(body) } else { None });
         self.dialogs.insert(call_id, (conn_id, Side::A));
         self.dialogs.insert(b_call_id, (conn_id, Side::B));
         self.dns
@@ -340,11 +372,20 @@ impl NodeCore {
             return;
         }
         if out.kind == OutKind::Invite {
-            if let Some(call) = self.calls.get(&out.conn_id) {
+            if let Some(call) = self
+                .calls
+                .get(&out.conn_id)
+                .filter(|c| c.origin == Origin::Inbound)
+            {
                 let resp = call.a_response(408, "Request Timeout", &self.contact(), None);
                 let (key, source) = (call.a.tx_key.clone(), call.a.source);
                 self.send_a_final(key, source, resp, now);
             }
+            self.release(out.conn_id, Outcome::Timeout, None, now);
+        }
+        if out.kind == OutKind::InviteA {
+            // The destination never answered: hang up the phone that is waiting.
+            self.hang_up_b(out.conn_id, now);
             self.release(out.conn_id, Outcome::Timeout, None, now);
         }
         if matches!(out.kind, OutKind::AuditA | OutKind::AuditB) {
@@ -368,7 +409,7 @@ impl NodeCore {
         let (a_branch, b_branch) = (sipcore::branch(), sipcore::branch());
         let a_via = via_line(addr, call.a.source.transport, &a_branch);
         let b_via = via_line(addr, call.b.dest.transport, &b_branch);
-        let to_a = Bytes::from(call.a_request("OPTIONS", &a_via, ""));
+        let to_a = Bytes::from(call.a_request("OPTIONS", &a_via, None, ""));
         let to_b = Bytes::from(call.b_request("OPTIONS", &b_via, None, ""));
         let (a_dest, b_dest) = (call.a.source, call.b.dest);
         self.send_out(conn_id, OutKind::AuditA, a_branch, to_a, a_dest, now);
@@ -460,24 +501,26 @@ impl NodeCore {
             return;
         };
         let (conn_id, kind, dest) = (out.conn_id, out.kind, out.dest);
-        if kind == OutKind::Invite && code >= 200 {
+        if matches!(kind, OutKind::Invite | OutKind::InviteA) && code >= 200 {
             if let Some(ack) = out.ack.clone() {
                 // A retransmitted final: our ACK was lost.
                 self.outbox.push((dest, ack));
                 return;
             }
         }
-        if code >= 200 || kind == OutKind::Invite {
+        if code >= 200 || matches!(kind, OutKind::Invite | OutKind::InviteA) {
             out.answered = true;
         }
         match kind {
             OutKind::Invite => self.on_invite_response(&branch, conn_id, &resp, code, now),
+            OutKind::InviteA => self.on_destination_response(&branch, conn_id, &resp, code, now),
             OutKind::AuditA | OutKind::AuditB if matches!(code, 408 | 481) => {
                 // The endpoint no longer knows the dialog: the call is dead on that side.
                 self.leg_lost(conn_id, kind, now);
             }
             OutKind::ByeA
             | OutKind::ByeB
+            | OutKind::CancelA
             | OutKind::CancelB
             | OutKind::Notify
             | OutKind::AuditA
@@ -510,6 +553,7 @@ impl NodeCore {
         }
         match code {
             100 => {}
+            101..=199 if call.origin == Origin::MakeCall => {}
             101..=199 => {
                 if call.phase == CallPhase::Offering {
                     call.phase = CallPhase::Ringing;
@@ -531,9 +575,23 @@ impl NodeCore {
                     self.broadcast_dn(&dn, event::ringing(None, &info));
                 }
             }
+            200..=299 if call.origin == Origin::MakeCall => {
+                // Flow I: the phone's offer goes to the destination; the phone's ACK waits for
+                // the destination's answer (retransmitted 2xx are ignored until then).
+                if call.b.answered {
+                    return;
+                }
+                call.b.answered = true;
+                call.b.sdp = resp.body().to_vec();
+                if call.phase == CallPhase::Releasing {
+                    self.hang_up_b(conn_id, now);
+                } else {
+                    self.invite_destination(conn_id, now);
+                }
+            }
             200..=299 => {
                 // ACK for 2xx is a new transaction (new branch).
-                self.ack_phone(conn_id, branch, &sipcore::branch());
+                self.ack_phone(conn_id, branch, &sipcore::branch(), None);
                 let Some(call) = self.calls.get_mut(&conn_id) else {
                     return;
                 };
@@ -546,9 +604,6 @@ impl NodeCore {
                     self.hang_up_b(conn_id, now);
                     return;
                 }
-                call.phase = CallPhase::Established;
-                call.answered_at = Some(now);
-                call.reported = true;
                 let sdp = if resp.body().is_empty() {
                     None
                 } else {
@@ -556,9 +611,7 @@ impl NodeCore {
                 };
                 let ok = call.a_response(200, "OK", &contact, sdp);
                 call.a.last_response = Some(ok.clone());
-                let (key, source, dn) = (call.a.tx_key.take(), call.a.source, call.dn.clone());
-                let mut info = call.info(Some(CallState::Ok));
-                info.user_data = None;
+                let (key, source) = (call.a.tx_key.take(), call.a.source);
                 if let Some(key) = key {
                     self.answer_tx(&key, source, ok, now);
                 }
@@ -572,28 +625,19 @@ impl NodeCore {
                         },
                     );
                 }
-                self.metrics.calls_answered.inc();
-                if !self.config.call_audit_interval.is_zero() {
-                    let at = now + self.config.call_audit_interval;
-                    self.schedule(at, TimerJob::Audit { conn_id });
-                }
-                self.journal.record(
-                    "call.established",
-                    json!({ "conn_id": conn_id.to_string(), "dn": &*dn }),
-                );
-                let mut established = event::established(None, &info);
-                established.attrs.extensions = Some(self.wrap_up_extensions());
-                self.broadcast_dn(&dn, established);
+                self.call_established(conn_id, now);
             }
             _ => {
                 // The phone refused (busy, declined, gone) or answered our CANCEL with 487:
                 // ACK it in its transaction, tell the caller, end the call.
                 // ACK for a non-2xx final belongs to the INVITE's transaction (same branch).
-                self.ack_phone(conn_id, branch, branch);
+                self.ack_phone(conn_id, branch, branch, None);
                 let Some(call) = self.calls.get(&conn_id) else {
                     return;
                 };
-                if call.phase != CallPhase::Releasing {
+                if call.origin == Origin::MakeCall {
+                    self.release(conn_id, Outcome::Rejected, None, now);
+                } else if call.phase != CallPhase::Releasing {
                     let reason = resp.status_code.to_string();
                     let text = reason
                         .split_once(' ')
@@ -605,6 +649,218 @@ impl NodeCore {
                     self.release(conn_id, Outcome::Rejected, None, now);
                 }
             }
+        }
+    }
+
+    /// The call is up: both parties answered. Reports it and starts the session audit.
+    fn call_established(&mut self, conn_id: ConnId, now: Instant) {
+        let Some(call) = self.calls.get_mut(&conn_id) else {
+            return;
+        };
+        call.phase = CallPhase::Established;
+        call.answered_at = Some(now);
+        call.reported = true;
+        let (dn, info) = (call.dn.clone(), call.info(Some(CallState::Ok)));
+        self.metrics.calls_answered.inc();
+        if !self.config.call_audit_interval.is_zero() {
+            let at = now + self.config.call_audit_interval;
+            self.schedule(at, TimerJob::Audit { conn_id });
+        }
+        self.journal.record(
+            "call.established",
+            json!({ "conn_id": conn_id.to_string(), "dn": &*dn }),
+        );
+        let mut established = event::established(None, &info);
+        established.attrs.extensions = Some(self.wrap_up_extensions());
+        self.broadcast_dn(&dn, established);
+    }
+
+    /// `RequestMakeCall` (RFC 3725 flow I): INVITE the agent's phone without an offer; when it
+    /// answers, its offer goes to the destination.
+    pub(crate) fn make_call(
+        &mut self,
+        client: ClientId,
+        reference: Option<u32>,
+        dn: &str,
+        destination: &str,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let (phone_uri, phone) = self
+            .reach(dn)
+            .map_err(|e| Refusal::new(tlib::error_code::OUT_OF_SERVICE, e))?;
+        let (dest_uri, dest) = self
+            .reach(destination)
+            .map_err(|e| Refusal::new(tlib::error_code::INV_CALD_DN, e))?;
+        let internal = self.plan.lookup(destination).is_some();
+        self.next_call += 1;
+        let conn_id = ConnId(self.conn_id_base | self.next_call);
+        let uuid = new_call_uuid();
+        let ip = self.config.sip_addr().ip();
+        let (a_call_id, b_call_id, b_branch) = (
+            sipcore::ids::call_id(),
+            sipcore::ids::call_id(),
+            sipcore::branch(),
+        );
+        let call = Call {
+            conn_id,
+            uuid,
+            dn: dn.into(),
+            ani: dn.to_string(),
+            dnis: destination.to_string(),
+            call_type: if internal {
+                CallType::Internal
+            } else {
+                CallType::Outbound
+            },
+            origin: Origin::MakeCall,
+            phase: CallPhase::Offering,
+            a: ALeg {
+                call_id: a_call_id.clone(),
+                source: dest,
+                response_headers: String::new(),
+                local_to: format!("<sip:{dn}@{ip}>;tag={}", sipcore::tag()),
+                remote_from: format!("<{dest_uri}>"),
+                remote_target: dest_uri,
+                invite_cseq: 1,
+                next_cseq: 2,
+                last_response: None,
+                acked: true,
+                tx_key: None,
+                sdp: Vec::new(),
+                invite_branch: None,
+            },
+            b: BLeg {
+                call_id: b_call_id.clone(),
+                local_from: format!("<sip:{destination}@{ip}>;tag={}", sipcore::tag()),
+                remote_to_base: format!("<sip:{dn}@{ip}>"),
+                remote_to: None,
+                request_uri: phone_uri,
+                remote_target: None,
+                dest: phone,
+                invite_branch: b_branch.clone(),
+                next_cseq: 2,
+                answered: false,
+                sdp: Vec::new(),
+            },
+            started: now,
+            answered_at: None,
+            reported: true,
+        };
+        let bytes = self.invite_bytes(
+            &call.b.request_uri,
+            &call.b.local_from,
+            &call.b.remote_to_base,
+            &b_call_id,
+            &b_branch,
+            phone,
+            &call.uuid,
+            None,
+        );
+        let dialing = event::dialing(None, &call.info(Some(CallState::Ok)));
+        self.dialogs.insert(a_call_id, (conn_id, Side::A));
+        self.dialogs.insert(b_call_id, (conn_id, Side::B));
+        self.dns.entry(dn.into()).or_default().calls.push(conn_id);
+        self.journal.record(
+            "call.dialing",
+            json!({ "conn_id": conn_id.to_string(), "dn": dn, "destination": destination }),
+        );
+        self.calls.insert(conn_id, call);
+        self.metrics.calls_active.set(self.calls.len() as i64);
+        self.answer_and_broadcast(dn, client, reference, dialing);
+        self.send_out(conn_id, OutKind::Invite, b_branch, bytes, phone, now);
+        Ok(())
+    }
+
+    /// `RequestMakeCall`: the phone answered with its offer; call the destination with it.
+    fn invite_destination(&mut self, conn_id: ConnId, now: Instant) {
+        let Some(call) = self.calls.get(&conn_id) else {
+            return;
+        };
+        let branch = sipcore::branch();
+        let sdp = (!call.b.sdp.is_empty()).then_some(call.b.sdp.as_slice());
+        let bytes = self.invite_bytes(
+            &call.a.remote_target,
+            &call.a.local_to,
+            &call.a.remote_from,
+            &call.a.call_id,
+            &branch,
+            call.a.source,
+            &call.uuid,
+            sdp,
+        );
+        let dest = call.a.source;
+        if let Some(call) = self.calls.get_mut(&conn_id) {
+            call.a.invite_branch = Some(branch.clone());
+        }
+        self.send_out(conn_id, OutKind::InviteA, branch, bytes, dest, now);
+    }
+
+    /// `RequestMakeCall`: the destination's answer to our INVITE.
+    fn on_destination_response(
+        &mut self,
+        branch: &str,
+        conn_id: ConnId,
+        resp: &rsip::Response,
+        code: u16,
+        now: Instant,
+    ) {
+        let addr = self.config.sip_addr();
+        let Some(call) = self.calls.get_mut(&conn_id) else {
+            if (200..300).contains(&code) {
+                self.ack_and_bye_orphan(branch, resp);
+            }
+            return;
+        };
+        if let Ok(to) = resp.to_header() {
+            if to.value().contains("tag=") {
+                call.a.remote_from = to.value().to_string();
+            }
+        }
+        if let Ok(Some(uri)) = fields::contact_uri(resp) {
+            call.a.remote_target = uri.to_string();
+        }
+        let dest = call.a.source;
+        if code < 200 {
+            if code > 100 && call.phase == CallPhase::Offering {
+                call.phase = CallPhase::Ringing;
+                let info = call.info(Some(CallState::Ok));
+                let dn = call.dn.clone();
+                self.broadcast_dn(&dn, event::network_reached(None, &info));
+            }
+            return;
+        }
+        // ACK the destination: a new transaction for a 2xx, the INVITE's own for an error.
+        let ack_branch = if code < 300 {
+            sipcore::branch()
+        } else {
+            branch.to_string()
+        };
+        let ack = Bytes::from(call.a_request(
+            "ACK",
+            &via_line(addr, dest.transport, &ack_branch),
+            Some(1),
+            "",
+        ));
+        if let Some(out) = self.out_requests.get_mut(branch) {
+            out.ack = Some(ack.clone());
+        }
+        self.outbox.push((dest, ack));
+        let Some(call) = self.calls.get_mut(&conn_id) else {
+            return;
+        };
+        if code < 300 && call.phase != CallPhase::Releasing {
+            call.a.sdp = resp.body().to_vec();
+            let (phone_branch, answer) = (call.b.invite_branch.clone(), call.a.sdp.clone());
+            // Now the phone gets its ACK, carrying the destination's answer.
+            self.ack_phone(conn_id, &phone_branch, &sipcore::branch(), Some(&answer));
+            self.call_established(conn_id, now);
+        } else {
+            if code < 300 {
+                // Released while the destination was answering: hang it up again.
+                self.hang_up_a(conn_id, now);
+            }
+            self.hang_up_b(conn_id, now);
+            self.release(conn_id, Outcome::Rejected, None, now);
         }
     }
 
@@ -730,6 +986,14 @@ impl NodeCore {
         if !call.b.answered {
             return self.cancel_b(conn, now);
         }
+        if call.origin == Origin::MakeCall && call.answered_at.is_none() {
+            // The phone's 2xx still waits for its ACK (the destination never answered).
+            let invite_branch = call.b.invite_branch.clone();
+            self.ack_phone(conn, &invite_branch, &sipcore::branch(), None);
+        }
+        let Some(call) = self.calls.get_mut(&conn) else {
+            return;
+        };
         call.phase = CallPhase::Releasing;
         let branch = sipcore::branch();
         let via = via_line(self.config.sip_addr(), call.b.dest.transport, &branch);
@@ -738,18 +1002,41 @@ impl NodeCore {
         self.send_out(conn, OutKind::ByeB, branch, bye, dest, now);
     }
 
-    /// Ends the caller's leg with a BYE (after the phone hung up).
+    /// Ends the far party's leg: BYE once answered; for a `RequestMakeCall` destination still
+    /// ringing, CANCEL.
     fn hang_up_a(&mut self, conn: ConnId, now: Instant) {
+        let addr = self.config.sip_addr();
         let Some(call) = self.calls.get_mut(&conn) else {
             return;
         };
         if call.answered_at.is_none() {
+            if let (Origin::MakeCall, Some(invite_branch)) =
+                (call.origin, call.a.invite_branch.clone())
+            {
+                call.phase = CallPhase::Releasing;
+                let via = via_line(addr, call.a.source.transport, &invite_branch);
+                let cancel = Bytes::from(format!(
+                    "CANCEL {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+                    uri = call.a.remote_target,
+                    from = call.a.local_to,
+                    cid = call.a.call_id,
+                ));
+                let dest = call.a.source;
+                self.send_out(
+                    conn,
+                    OutKind::CancelA,
+                    format!("{invite_branch}-cancel"),
+                    cancel,
+                    dest,
+                    now,
+                );
+            }
             return;
         }
         call.phase = CallPhase::Releasing;
         let branch = sipcore::branch();
         let via = via_line(self.config.sip_addr(), call.a.source.transport, &branch);
-        let bye = Bytes::from(call.a_request("BYE", &via, ""));
+        let bye = Bytes::from(call.a_request("BYE", &via, None, ""));
         let dest = call.a.source;
         self.send_out(conn, OutKind::ByeA, branch, bye, dest, now);
     }
@@ -1051,6 +1338,16 @@ impl NodeCore {
         let dest = call.b.dest;
         self.send_out(conn, OutKind::Notify, branch, notify, dest, now);
     }
+}
+
+/// A CallUUID: 32 upper-case alphanumerics, as Genesys prints them.
+fn new_call_uuid() -> String {
+    sipcore::ids::call_id()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(32)
+        .collect::<String>()
+        .to_uppercase()
 }
 
 /// A Via line value for a request the node sends from `addr`.

@@ -21,7 +21,18 @@ pub enum CallPhase {
     Releasing,
 }
 
-/// The caller's side: the node answers it.
+/// How a call began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Origin {
+    /// An INVITE arrived for the agent's DN (A = the caller, the node answers it).
+    Inbound,
+    /// `RequestMakeCall` (RFC 3725 flow I): the node calls the agent's phone (B) without an offer,
+    /// then the destination (A) with the phone's offer; the node is the UAC on both legs.
+    MakeCall,
+}
+
+/// The far party's side: the caller of an inbound call (the node answers it), or the
+/// destination of a `RequestMakeCall` (the node calls it).
 #[derive(Debug)]
 pub struct ALeg {
     pub call_id: String,
@@ -43,8 +54,10 @@ pub struct ALeg {
     pub acked: bool,
     /// The caller's INVITE server transaction, until its final response.
     pub tx_key: Option<TxKey>,
-    /// The caller's SDP offer (answers a re-INVITE from the phone).
+    /// The caller's SDP offer, or the destination's answer (answers a re-INVITE from the phone).
     pub sdp: Vec<u8>,
+    /// `RequestMakeCall`: the branch of our INVITE to the destination (CANCEL reuses it).
+    pub invite_branch: Option<String>,
 }
 
 /// The agent phone's side: the node called it.
@@ -79,6 +92,7 @@ pub struct Call {
     pub ani: String,
     pub dnis: String,
     pub call_type: CallType,
+    pub origin: Origin,
     pub phase: CallPhase,
     pub a: ALeg,
     pub b: BLeg,
@@ -104,10 +118,14 @@ impl Call {
         }
     }
 
-    /// A request inside the A leg (the node is the callee there).
-    pub fn a_request(&mut self, method: &str, via: &str, extra: &str) -> String {
-        let cseq = self.a.next_cseq;
-        self.a.next_cseq += 1;
+    /// A request inside the A leg (`local_to` is the node's side, `remote_from` the far party's);
+    /// `cseq` None takes the next number.
+    pub fn a_request(&mut self, method: &str, via: &str, cseq: Option<u32>, extra: &str) -> String {
+        let cseq = cseq.unwrap_or_else(|| {
+            let n = self.a.next_cseq;
+            self.a.next_cseq += 1;
+            n
+        });
         format!(
             "{method} {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
             target = self.a.remote_target,
@@ -141,6 +159,21 @@ impl Call {
         )
     }
 
+    /// The ACK of the phone's 2xx carrying the SDP answer (late offer, RFC 3725 flow I).
+    pub fn b_ack_with_sdp(&mut self, via: &str, sdp: &[u8]) -> Bytes {
+        let head = self.b_request("ACK", via, Some(1), "");
+        let head = head
+            .strip_suffix("Content-Length: 0\r\n\r\n")
+            .unwrap_or(&head);
+        let mut bytes = format!(
+            "{head}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+            sdp.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(sdp);
+        Bytes::from(bytes)
+    }
+
     /// A response to the caller's INVITE, with an optional SDP body.
     pub fn a_response(&self, code: u16, reason: &str, contact: &str, sdp: Option<&[u8]>) -> Bytes {
         let mut text = format!(
@@ -171,9 +204,12 @@ impl Call {
 pub enum OutKind {
     /// Our INVITE to the phone.
     Invite,
+    /// Our INVITE to the destination of a `RequestMakeCall`.
+    InviteA,
     /// BYE to the phone (B) or the caller (A).
     ByeB,
     ByeA,
+    CancelA,
     CancelB,
     /// NOTIFY `Event: talk` / `Event: hold` to the phone.
     Notify,

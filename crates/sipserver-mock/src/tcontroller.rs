@@ -112,6 +112,11 @@ impl NodeCore {
             Request::AgentLogout { dn, extensions, .. } => {
                 self.agent_logout(id, reference, &dn, extensions.as_ref())
             }
+            Request::MakeCall {
+                dn, destination, ..
+            } => self
+                .registered_by(id, &dn)
+                .and_then(|_| self.make_call(id, reference, &dn, &destination, Instant::now())),
             Request::AnswerCall { dn, conn_id } => self
                 .registered_by(id, &dn)
                 .and_then(|_| self.answer_call(&dn, conn_id, Instant::now())),
@@ -144,13 +149,6 @@ impl NodeCore {
                     AgentStatus::NotReady { work_mode, reasons },
                 )
             }
-            other => Err(Refusal::new(
-                error_code::UNSUP_OPER,
-                format!(
-                    "{} is not supported by this node yet",
-                    other.name().as_str()
-                ),
-            )),
         };
         if let Err(refusal) = result {
             self.metrics.tlib_errors.inc();
