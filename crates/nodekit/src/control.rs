@@ -2,7 +2,7 @@
 //!
 //! | endpoint | does |
 //! |---|---|
-//! | `GET /state` | the node's whole state as JSON |
+//! | `GET /state` (also `/status`) | the node's whole state as JSON |
 //! | `GET /events?since=SEQ&limit=N&wait_ms=W` | journal entries after `SEQ`; with `wait_ms` it long-polls until one exists |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /faults`, `POST /faults`, `DELETE /faults`, `DELETE /faults/{id}` | the fault layer |
@@ -145,6 +145,8 @@ fn router(target: Target, token: Option<String>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/state", get(state))
+        // What nginx users look for (the proxy's peer table); the same document as /state.
+        .route("/status", get(state))
         .route("/events", get(events))
         .route("/metrics", get(metrics))
         .route(

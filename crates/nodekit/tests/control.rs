@@ -202,6 +202,15 @@ async fn faults_state_events_metrics_crash() {
         .await
         .unwrap();
     assert_eq!(state["crashes"], 1);
+    let status: Value = http
+        .get(format!("{base}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status, state, "/status is /state");
     let r = http.post(format!("{base}/restart")).send().await.unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(
