@@ -217,7 +217,7 @@ async fn call_whose_phone_vanished_is_released_by_session_audit() {
         .into_iter()
         .find(|e| e.kind == "call.leg_lost")
         .expect("journal names the lost leg");
-    assert_eq!(lost.detail["side"], "phone");
+    assert_eq!(lost.detail()["side"], "phone");
 }
 
 /// Third-party call control from T-Lib: answer (NOTIFY Event: talk), hold, retrieve, release.

@@ -340,7 +340,7 @@ async fn r4_logout_on_disconnect_rst() {
         .into_iter()
         .find(|e| e.kind == "agent.logout")
         .unwrap();
-    assert_eq!(entry.detail["rule"], "R4");
+    assert_eq!(entry.detail()["rule"], "R4");
 }
 
 /// R4 with silent loss (the fault layer's `drop`): detected by ADDP within `addp.timeout`.
