@@ -24,6 +24,9 @@ pub struct Topology {
     #[serde(default)]
     pub options: Options,
     pub dns: Vec<DnRange>,
+    /// The PSTN gateway every SIP node sends PSTN agents' calls to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pstn_gateway: Option<std::net::SocketAddr>,
     pub sip_nodes: Vec<SipNodeSpec>,
 }
 
@@ -177,6 +180,7 @@ impl Topology {
                     timeout: timers.addp_timeout,
                 };
                 c.call_audit_interval = timers.call_audit_interval;
+                c.pstn_gateway = self.pstn_gateway;
                 c.sip_timers.t1 = timers.sip_t1;
                 c
             })
@@ -212,6 +216,10 @@ mod tests {
                 "127.0.2.1:5060",
                 "127.0.2.2:5060"
             ]
+        );
+        assert_eq!(
+            nodes[0].pstn_gateway,
+            Some("127.0.3.1:5060".parse().unwrap())
         );
         assert!(nodes
             .iter()
