@@ -240,7 +240,7 @@ impl NodeCore {
                 acked: false,
                 tx_key: Some(key.clone()),
                 sdp: body.to_vec(),
-                invite_branch: None,
+                invite: None,
             },
             b: BLeg {
                 call_id: b_call_id.clone(),
@@ -727,7 +727,7 @@ impl NodeCore {
                 acked: true,
                 tx_key: None,
                 sdp: Vec::new(),
-                invite_branch: None,
+                invite: None,
             },
             b: BLeg {
                 call_id: b_call_id.clone(),
@@ -790,7 +790,7 @@ impl NodeCore {
         );
         let dest = call.a.source;
         if let Some(call) = self.calls.get_mut(&conn_id) {
-            call.a.invite_branch = Some(branch.clone());
+            call.a.invite = Some((branch.clone(), call.a.remote_target.clone()));
         }
         self.send_out(conn_id, OutKind::InviteA, branch, bytes, dest, now);
     }
@@ -1010,26 +1010,18 @@ impl NodeCore {
             return;
         };
         if call.answered_at.is_none() {
-            if let (Origin::MakeCall, Some(invite_branch)) =
-                (call.origin, call.a.invite_branch.clone())
+            if let (Origin::MakeCall, Some((invite_branch, invite_uri))) =
+                (call.origin, call.a.invite.clone())
             {
                 call.phase = CallPhase::Releasing;
                 let via = via_line(addr, call.a.source.transport, &invite_branch);
-                let cancel = Bytes::from(format!(
-                    "CANCEL {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-                    uri = call.a.remote_target,
-                    from = call.a.local_to,
-                    cid = call.a.call_id,
-                ));
+                // Same Request-URI and To as the INVITE (RFC 3261 §9.1), whatever 18x said.
+                let to = format!("<{invite_uri}>");
+                let cancel =
+                    cancel_request(&invite_uri, &via, &call.a.local_to, &to, &call.a.call_id);
                 let dest = call.a.source;
-                self.send_out(
-                    conn,
-                    OutKind::CancelA,
-                    format!("{invite_branch}-cancel"),
-                    cancel,
-                    dest,
-                    now,
-                );
+                let key = format!("{invite_branch}-cancel");
+                self.send_out(conn, OutKind::CancelA, key, cancel, dest, now);
             }
             return;
         }
@@ -1052,13 +1044,13 @@ impl NodeCore {
             call.b.dest.transport,
             &call.b.invite_branch,
         );
-        let cancel = Bytes::from(format!(
-            "CANCEL {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
-            uri = call.b.request_uri,
-            from = call.b.local_from,
-            to = call.b.remote_to_base,
-            cid = call.b.call_id,
-        ));
+        let cancel = cancel_request(
+            &call.b.request_uri,
+            &via,
+            &call.b.local_from,
+            &call.b.remote_to_base,
+            &call.b.call_id,
+        );
         let dest = call.b.dest;
         // CANCEL gets its own transaction: key it apart from the INVITE's branch.
         let key = format!("{}-cancel", call.b.invite_branch);
@@ -1348,6 +1340,13 @@ fn new_call_uuid() -> String {
         .take(32)
         .collect::<String>()
         .to_uppercase()
+}
+
+/// A CANCEL of one of our INVITEs (`via` carries the INVITE's branch).
+fn cancel_request(uri: &str, via: &str, from: &str, to: &str, call_id: &str) -> Bytes {
+    Bytes::from(format!(
+        "CANCEL {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    ))
 }
 
 /// A Via line value for a request the node sends from `addr`.

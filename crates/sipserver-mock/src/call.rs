@@ -56,8 +56,9 @@ pub struct ALeg {
     pub tx_key: Option<TxKey>,
     /// The caller's SDP offer, or the destination's answer (answers a re-INVITE from the phone).
     pub sdp: Vec<u8>,
-    /// `RequestMakeCall`: the branch of our INVITE to the destination (CANCEL reuses it).
-    pub invite_branch: Option<String>,
+    /// `RequestMakeCall`: the branch and Request-URI of our INVITE to the destination (a CANCEL
+    /// repeats both).
+    pub invite: Option<(String, String)>,
 }
 
 /// The agent phone's side: the node called it.
