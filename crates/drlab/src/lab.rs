@@ -24,6 +24,11 @@ impl Lab {
                 .with_context(|| format!("starting {name}"))?;
             sip_nodes.push(node);
         }
+        // Ports may have been chosen by the kernel: tell every node where the others are now.
+        let peers: Vec<_> = sip_nodes.iter().map(|n| n.as_peer()).collect();
+        for node in &sip_nodes {
+            node.set_peers(peers.clone()).await;
+        }
         Ok(Lab { sip_nodes })
     }
 
@@ -37,17 +42,18 @@ impl Lab {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<6} {:<4} {:<22} {:<20} {:<26}",
-            "node", "dc", "SIP (UDP+TCP)", "T-Lib", "control"
+            "{:<6} {:<4} {:<22} {:<20} {:<20} {:<26}",
+            "node", "dc", "SIP (UDP+TCP)", "T-Lib", "TC", "control"
         );
         for n in &self.sip_nodes {
             let _ = writeln!(
                 out,
-                "{:<6} {:<4} {:<22} {:<20} {:<26}",
+                "{:<6} {:<4} {:<22} {:<20} {:<20} {:<26}",
                 n.name(),
                 n.config().dc,
                 format!("sip:{}", n.sip_addr()),
                 n.tlib_addr().to_string(),
+                n.tc_addr().to_string(),
                 format!("http://{}", n.control_addr()),
             );
         }

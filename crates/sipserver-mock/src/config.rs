@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// `sip:<external number>@<gateway>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pstn_gateway: Option<SocketAddr>,
+    /// The other nodes of the cluster, reached over the TC layer.
+    #[serde(default)]
+    pub peers: Vec<crate::tc::PeerNode>,
     /// Entries kept by the event journal.
     #[serde(default = "default_journal_capacity")]
     pub journal_capacity: usize,
@@ -180,6 +183,7 @@ impl NodeConfig {
             sip_timers: sipcore::TimerConfig::default(),
             call_audit_interval: default_call_audit_interval(),
             pstn_gateway: None,
+            peers: Vec::new(),
             journal_capacity: default_journal_capacity(),
         }
     }

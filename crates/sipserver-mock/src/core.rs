@@ -62,6 +62,18 @@ impl DnState {
     }
 }
 
+/// One TC link as the core sees it.
+#[derive(Debug)]
+pub struct TcLink {
+    pub up: bool,
+    /// Which connection is current (a reconnect replaces the old one).
+    pub link_id: u64,
+    pub since: Instant,
+    pub last_reason: Option<String>,
+    /// Sends to the peer while up.
+    pub tx: Option<mpsc::Sender<crate::tc::TcMessage>>,
+}
+
 /// Work the core scheduled for later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimerJob {
@@ -103,6 +115,8 @@ pub struct NodeCore {
     pub(crate) next_call: u64,
     /// The node's part of every ConnID it makes, so ConnIDs are unique across a cluster.
     pub(crate) conn_id_base: u64,
+    /// TC links to the other nodes, by peer name.
+    pub(crate) links: BTreeMap<String, TcLink>,
     /// SIP messages to send, drained by the core task after every input.
     pub(crate) outbox: Vec<(Source, Bytes)>,
 }
@@ -146,6 +160,7 @@ impl NodeCore {
             timer_seq: 0,
             next_call: 0,
             outbox: Vec::new(),
+            links: BTreeMap::new(),
         })
     }
 
@@ -361,8 +376,53 @@ impl NodeCore {
             })).collect::<Vec<_>>(),
             "pending_requests": self.out_requests.len(),
             "timers": self.timers.len(),
-            "links": [],
+            "links": self.links.iter().map(|(peer, l)| json!({
+                "link": crate::tc::link_name(&self.node, peer),
+                "peer": peer,
+                "up": l.up,
+                "for_ms": now.saturating_duration_since(l.since).as_millis() as u64,
+                "last_reason": l.last_reason,
+            })).collect::<Vec<_>>(),
         })
+    }
+
+    /// A TC link to `peer` came up (or replaced the previous connection).
+    pub fn tc_link_up(&mut self, peer: &str, link_id: u64, tx: mpsc::Sender<crate::tc::TcMessage>) {
+        let was_up = self.links.get(peer).is_some_and(|l| l.up);
+        self.links.insert(
+            peer.to_string(),
+            TcLink {
+                up: true,
+                link_id,
+                since: Instant::now(),
+                last_reason: None,
+                tx: Some(tx),
+            },
+        );
+        if !was_up {
+            let link = crate::tc::link_name(&self.node, peer);
+            self.journal
+                .record("link.up", json!({ "link": link, "peer": peer }));
+        }
+    }
+
+    /// The TC connection `link_id` to `peer` ended; stale connections (already replaced) are ignored.
+    pub fn tc_link_down(&mut self, peer: &str, link_id: u64, reason: &str) {
+        let Some(link) = self.links.get_mut(peer) else {
+            return;
+        };
+        if link.link_id != link_id || !link.up {
+            return;
+        }
+        link.up = false;
+        link.tx = None;
+        link.since = Instant::now();
+        link.last_reason = Some(reason.to_string());
+        let name = crate::tc::link_name(&self.node, peer);
+        self.journal.record(
+            "link.down",
+            json!({ "link": name, "peer": peer, "reason": reason }),
+        );
     }
 
     /// A restart: the process keeps running, every piece of state is gone.
@@ -376,6 +436,7 @@ impl NodeCore {
         self.out_requests.clear();
         self.timers.clear();
         self.outbox.clear();
+        self.links.clear();
         self.metrics.bindings.set(0);
         self.metrics.clients.set(0);
     }

@@ -21,9 +21,11 @@ pub mod metrics;
 pub mod node;
 pub mod registrar;
 mod sip;
+pub mod tc;
 mod tcontroller;
 mod tlib_conn;
 
 pub use config::{AddpSettings, AgentOptions, NodeConfig, RegistrarConfig};
 pub use dn::{DnKind, DnRange};
 pub use node::{start, SipNode};
+pub use tc::PeerNode;

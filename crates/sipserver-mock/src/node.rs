@@ -25,6 +25,7 @@ use crate::agent::ClientId;
 use crate::config::NodeConfig;
 use crate::core::NodeCore;
 use crate::metrics::NodeMetrics;
+use crate::tc::{self, LinkContext, PeerNode};
 use crate::tlib_conn;
 
 /// What the core task receives besides SIP messages.
@@ -44,6 +45,18 @@ pub enum Input {
         reason: String,
     },
     Snapshot(oneshot::Sender<Value>),
+    /// A TC link to `peer` is up; `tx` sends to it.
+    TcLinkUp {
+        peer: String,
+        link_id: u64,
+        tx: mpsc::Sender<crate::tc::TcMessage>,
+    },
+    /// The TC link `link_id` to `peer` ended.
+    TcLinkDown {
+        peer: String,
+        link_id: u64,
+        reason: String,
+    },
 }
 
 /// Inputs queued towards the core before senders wait.
@@ -62,6 +75,8 @@ struct NodeInner {
     faults: Faults,
     metrics: Arc<NodeMetrics>,
     next_client: Arc<AtomicU64>,
+    /// The other nodes of the cluster (the TC layer dials them).
+    peers: Arc<Mutex<Vec<PeerNode>>>,
     services: tokio::sync::Mutex<Option<Services>>,
     control: Mutex<Option<ControlServer>>,
 }
@@ -71,6 +86,16 @@ struct Services {
     core: mpsc::Sender<Input>,
     stop: CancellationToken,
     sip: SipTransport,
+    links: LinkContext,
+    /// Cancels the current set of TC dialers (replaced when the peer list changes).
+    dialers: Mutex<CancellationToken>,
+}
+
+/// The ports a node's services bound.
+struct Bound {
+    sip: SocketAddr,
+    tlib: SocketAddr,
+    tc: SocketAddr,
 }
 
 /// Starts a node: SIP (UDP+TCP), T-Lib, control plane. Port 0 anywhere means "any free port";
@@ -92,11 +117,20 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<SipNode> {
     let journal = Journal::new(&config.name, config.journal_capacity);
     let metrics = Arc::new(NodeMetrics::new(&config.name));
     let next_client = Arc::new(AtomicU64::new(1));
-    let (services, sip_addr, tlib_addr) =
-        Services::start(&config, &faults, &journal, &metrics, next_client.clone()).await?;
+    let peers = Arc::new(Mutex::new(config.peers.clone()));
+    let (services, bound) = Services::start(
+        &config,
+        &faults,
+        &journal,
+        &metrics,
+        next_client.clone(),
+        peers.clone(),
+    )
+    .await?;
     // Later restarts bind the same ports.
-    config.sip_port = sip_addr.port();
-    config.tlib_port = tlib_addr.port();
+    config.sip_port = bound.sip.port();
+    config.tlib_port = bound.tlib.port();
+    config.tc_port = bound.tc.port();
     config.control_port = control_listener.local_addr()?.port();
     let node = SipNode {
         inner: Arc::new(NodeInner {
@@ -105,6 +139,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<SipNode> {
             faults,
             metrics,
             next_client,
+            peers,
             services: tokio::sync::Mutex::new(Some(services)),
             control: Mutex::new(None),
         }),
@@ -128,7 +163,8 @@ impl Services {
         journal: &Journal,
         metrics: &Arc<NodeMetrics>,
         next_client: Arc<AtomicU64>,
-    ) -> anyhow::Result<(Services, SocketAddr, SocketAddr)> {
+        peers: Arc<Mutex<Vec<PeerNode>>>,
+    ) -> anyhow::Result<(Services, Bound)> {
         let name = &config.name;
         let (sip, sip_rx) = SipTransport::bind(
             faults,
@@ -141,11 +177,18 @@ impl Services {
         let tlib_listener = TcpListener::bind(config.tlib_addr())
             .await
             .with_context(|| format!("node {name}: cannot bind T-Lib on {}", config.tlib_addr()))?;
-        let sip_addr = sip.local_addr();
-        let tlib_addr = tlib_listener.local_addr()?;
+        let tc_listener = TcpListener::bind(config.tc_addr())
+            .await
+            .with_context(|| format!("node {name}: cannot bind TC on {}", config.tc_addr()))?;
+        let bound = Bound {
+            sip: sip.local_addr(),
+            tlib: tlib_listener.local_addr()?,
+            tc: tc_listener.local_addr()?,
+        };
         let mut resolved = config.clone();
-        resolved.sip_port = sip_addr.port();
-        resolved.tlib_port = tlib_addr.port();
+        resolved.sip_port = bound.sip.port();
+        resolved.tlib_port = bound.tlib.port();
+        resolved.tc_port = bound.tc.port();
         let core = NodeCore::new(Arc::new(resolved), journal.clone(), metrics.clone())
             .map_err(anyhow::Error::msg)?;
         let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
@@ -164,17 +207,79 @@ impl Services {
                 next_client,
                 stop.clone(),
             )
-            .instrument(span),
+            .instrument(span.clone()),
         );
-        Ok((
-            Services {
-                core: core_tx,
-                stop,
-                sip,
-            },
-            sip_addr,
-            tlib_addr,
-        ))
+        let links = LinkContext {
+            node: name.clone(),
+            dc: config.dc.clone(),
+            address: config.address,
+            faults: faults.clone(),
+            addp: config.addp.to_tlib(),
+            core: core_tx.clone(),
+        };
+        tokio::spawn(
+            accept_tc(tc_listener, links.clone(), peers.clone(), stop.clone()).instrument(span),
+        );
+        let services = Services {
+            core: core_tx,
+            dialers: Mutex::new(stop.child_token()),
+            stop,
+            sip,
+            links,
+        };
+        let current = peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        services.dial_peers(&current);
+        Ok((services, bound))
+    }
+
+    /// (Re)starts the dialers: this node dials every peer whose name sorts after its own, so each
+    /// pair of nodes has exactly one link.
+    fn dial_peers(&self, peers: &[PeerNode]) {
+        let mut dialers = self.dialers.lock().unwrap_or_else(|e| e.into_inner());
+        dialers.cancel();
+        *dialers = self.stop.child_token();
+        for peer in peers.iter().filter(|p| p.name > self.links.node) {
+            tokio::spawn(tc::dial(self.links.clone(), peer.clone(), dialers.clone()));
+        }
+    }
+}
+
+/// Accepts TC connections from peers (those whose names sort before this node's).
+async fn accept_tc(
+    listener: TcpListener,
+    ctx: LinkContext,
+    peers: Arc<Mutex<Vec<PeerNode>>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, from)) = accepted else {
+            continue;
+        };
+        // Name the link before the hello, from the peer's address, so faults apply from the start.
+        let expected = peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|p| p.tc.ip() == from.ip())
+            .map(|p| p.name.clone());
+        let link = match &expected {
+            Some(peer) => tc::link_name(&ctx.node, peer),
+            None => format!("tc:{}-{}", ctx.node, from.ip()),
+        };
+        let Ok(stream) = netfault::tcp::accept_stream(&ctx.faults, &link, stream) else {
+            continue;
+        };
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tc::serve(ctx, stream, expected) => {}
+            }
+        });
     }
 }
 
@@ -196,6 +301,8 @@ async fn run_core(
                 Input::ClientMessage { id, msg } => core.client_message(id, *msg),
                 Input::ClientGone { id, reason } => core.client_gone(id, &reason),
                 Input::Snapshot(reply) => { let _ = reply.send(core.snapshot()); }
+                Input::TcLinkUp { peer, link_id, tx } => core.tc_link_up(&peer, link_id, tx),
+                Input::TcLinkDown { peer, link_id, reason } => core.tc_link_down(&peer, link_id, &reason),
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 core.on_timer(Instant::now());
@@ -267,6 +374,32 @@ impl SipNode {
     pub fn control_addr(&self) -> SocketAddr {
         self.inner.config.control_addr()
     }
+    pub fn tc_addr(&self) -> SocketAddr {
+        self.inner.config.tc_addr()
+    }
+
+    /// This node as a TC-layer peer of the others.
+    pub fn as_peer(&self) -> PeerNode {
+        let c = &self.inner.config;
+        PeerNode {
+            name: c.name.clone(),
+            dc: c.dc.clone(),
+            tc: c.tc_addr(),
+        }
+    }
+
+    /// Sets the other nodes of the cluster (in-process labs learn free ports only after start)
+    /// and (re)starts the TC dialers.
+    pub async fn set_peers(&self, peers: Vec<PeerNode>) {
+        let peers: Vec<PeerNode> = peers
+            .into_iter()
+            .filter(|p| p.name != self.name())
+            .collect();
+        *self.inner.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers.clone();
+        if let Some(services) = self.inner.services.lock().await.as_ref() {
+            services.dial_peers(&peers);
+        }
+    }
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
     }
@@ -334,12 +467,13 @@ impl SipNode {
     async fn bring_up(&self) -> anyhow::Result<()> {
         let mut slot = self.inner.services.lock().await;
         if slot.is_none() {
-            let (services, _, _) = Services::start(
+            let (services, _) = Services::start(
                 &self.inner.config,
                 &self.inner.faults,
                 &self.inner.journal,
                 &self.inner.metrics,
                 self.inner.next_client.clone(),
+                self.inner.peers.clone(),
             )
             .await?;
             *slot = Some(services);

@@ -1,0 +1,219 @@
+//! The TC layer: a link from this node to every other node of the cluster (architecture §3.1,
+//! scenarios.md §0). Same framing as T-Lib, own message family, ADDP-style keepalive, reconnect
+//! with jittered backoff. This module moves frames and reports link state to the core; what
+//! travels over the links (ownership, relayed events and control) is the core's business.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use netfault::{FaultStream, Faults};
+use serde::{Deserialize, Serialize};
+use tlib::{Addp, AddpAction, AddpConfig, JsonFrameCodec};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Input;
+
+/// Another node of the cluster, as this node reaches it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerNode {
+    pub name: String,
+    pub dc: String,
+    /// The peer's TC-layer address.
+    pub tc: SocketAddr,
+}
+
+/// TC-layer messages (the node-to-node family, distinct from T-Lib's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "message")]
+pub enum TcMessage {
+    /// First frame both ways: who is at the other end.
+    TcHello {
+        node: String,
+        dc: String,
+    },
+    Ping,
+    Pong,
+}
+
+/// The fault-layer name of the link between two nodes: `tc:<lower>-<higher>`, the same on both.
+pub fn link_name(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("tc:{a}-{b}")
+    } else {
+        format!("tc:{b}-{a}")
+    }
+}
+
+/// Everything a link task needs to know about its own node.
+#[derive(Clone)]
+pub struct LinkContext {
+    pub node: String,
+    pub dc: String,
+    pub address: IpAddr,
+    pub faults: Faults,
+    pub addp: AddpConfig,
+    pub core: mpsc::Sender<Input>,
+}
+
+/// Frames queued towards a peer before the link counts as stuck.
+const LINK_QUEUE: usize = 4096;
+/// How long the peer has to say who it is.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reconnect backoff bounds (jittered 50–100 %, doubling).
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Keeps a link to `peer` up until `stop`: connect, serve, back off, again. Only the node with
+/// the lower name dials, so each pair has one link.
+pub async fn dial(ctx: LinkContext, peer: PeerNode, stop: CancellationToken) {
+    let link = link_name(&ctx.node, &peer.name);
+    let mut failures = 0u32;
+    loop {
+        let attempt = async {
+            let connect = netfault::tcp::connect(&ctx.faults, &link, Some(ctx.address), peer.tc);
+            match timeout(HELLO_TIMEOUT, connect).await {
+                Ok(Ok(stream)) => serve(ctx.clone(), stream, Some(peer.name.clone())).await,
+                Ok(Err(e)) => tracing::debug!(%link, error = %e, "TC connect failed"),
+                Err(_) => tracing::debug!(%link, "TC connect timed out"),
+            }
+        };
+        let started = Instant::now();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = attempt => {}
+        }
+        // A link that lived a while resets the backoff.
+        failures = if started.elapsed() > BACKOFF_MAX {
+            0
+        } else {
+            failures.saturating_add(1)
+        };
+        let ceiling = BACKOFF_MIN
+            .saturating_mul(1 << failures.min(6))
+            .min(BACKOFF_MAX);
+        let wait = ceiling.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = sleep(wait) => {}
+        }
+    }
+}
+
+/// Serves one TC connection (dialled or accepted) until it ends.
+pub async fn serve(ctx: LinkContext, stream: FaultStream, expected: Option<String>) {
+    let mut framed = Framed::new(stream, JsonFrameCodec::new());
+    let hello = TcMessage::TcHello {
+        node: ctx.node.clone(),
+        dc: ctx.dc.clone(),
+    };
+    if framed.send(&hello).await.is_err() {
+        return;
+    }
+    let peer = match timeout(HELLO_TIMEOUT, framed.next()).await {
+        Ok(Some(Ok(object))) => match serde_json::from_value::<TcMessage>(object.into()) {
+            Ok(TcMessage::TcHello { node, .. }) => node,
+            _ => return,
+        },
+        _ => return,
+    };
+    if expected.as_ref().is_some_and(|e| *e != peer) || peer == ctx.node {
+        tracing::warn!(node = %ctx.node, %peer, "TC hello from an unexpected node; closing");
+        return;
+    }
+    let (tx, mut outbound) = mpsc::channel::<TcMessage>(LINK_QUEUE);
+    let link_id = rand::random::<u64>();
+    if ctx
+        .core
+        .send(Input::TcLinkUp {
+            peer: peer.clone(),
+            link_id,
+            tx,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut keepalive = Addp::new(ctx.addp, Instant::now());
+    let reason = loop {
+        tokio::select! {
+            frame = framed.next() => match frame {
+                None => break "connection closed".to_string(),
+                Some(Err(e)) => break format!("bad frame: {e}"),
+                Some(Ok(object)) => {
+                    keepalive.on_received(Instant::now());
+                    match serde_json::from_value::<TcMessage>(object.into()) {
+                        Ok(TcMessage::Ping) => {
+                            if framed.send(&TcMessage::Pong).await.is_err() {
+                                break "write failed".into();
+                            }
+                            keepalive.on_sent(Instant::now());
+                        }
+                        Ok(TcMessage::Pong) | Ok(TcMessage::TcHello { .. }) => {}
+                        Err(e) => tracing::debug!(%peer, error = %e, "unknown TC message ignored"),
+                    }
+                }
+            },
+            msg = outbound.recv() => match msg {
+                None => break "replaced or node stopped".into(),
+                Some(msg) => {
+                    if framed.send(&msg).await.is_err() {
+                        break "write failed".into();
+                    }
+                    keepalive.on_sent(Instant::now());
+                }
+            },
+            _ = sleep_until(keepalive.next_deadline()) => match keepalive.poll(Instant::now()) {
+                AddpAction::Dead => break "ADDP timeout".into(),
+                AddpAction::SendPing => {
+                    if framed.send(&TcMessage::Ping).await.is_err() {
+                        break "write failed".into();
+                    }
+                    keepalive.on_sent(Instant::now());
+                }
+                AddpAction::Idle => {}
+            },
+        }
+    };
+    let _ = ctx
+        .core
+        .send(Input::TcLinkDown {
+            peer,
+            link_id,
+            reason,
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_names_are_symmetric() {
+        assert_eq!(link_name("ss1", "ss3"), "tc:ss1-ss3");
+        assert_eq!(link_name("ss3", "ss1"), "tc:ss1-ss3");
+    }
+
+    #[test]
+    fn messages_on_the_wire() {
+        let hello = TcMessage::TcHello {
+            node: "ss1".into(),
+            dc: "dc1".into(),
+        };
+        let json = serde_json::to_value(&hello).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"message": "TcHello", "node": "ss1", "dc": "dc1"})
+        );
+        assert_eq!(
+            serde_json::to_value(TcMessage::Ping).unwrap(),
+            serde_json::json!({"message": "Ping"})
+        );
+    }
+}
