@@ -26,7 +26,11 @@ async fn up_links(node: &SipNode) -> Vec<String> {
 
 /// Waits until `node`'s up links are exactly `peers` (watching the journal, not the clock).
 async fn wait_links(node: &SipNode, peers: &[&str]) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    wait_links_within(node, peers, PATIENCE).await
+}
+
+async fn wait_links_within(node: &SipNode, peers: &[&str], patience: Duration) {
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         let since = node.journal().last_seq();
         if up_links(node).await == peers {
@@ -93,6 +97,123 @@ async fn tc_links_full_mesh_cut_by_dc_and_healed() {
         ("ss3", ["ss1", "ss2", "ss4"]),
     ] {
         wait_links(node(name), &peers).await;
+    }
+    lab.shutdown().await;
+}
+
+/// iptables DROP rules for one test, removed when dropped (even if the test fails).
+struct IptablesRules(Vec<Vec<String>>);
+
+impl IptablesRules {
+    fn add(&mut self, spec: &[&str]) {
+        let spec: Vec<String> = spec.iter().map(|s| s.to_string()).collect();
+        let ok = std::process::Command::new("iptables")
+            .arg("-I")
+            .args(&spec)
+            .status()
+            .map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "iptables -I {spec:?} failed");
+        self.0.push(spec);
+    }
+
+    fn clear(&mut self) {
+        for spec in self.0.drain(..) {
+            let _ = std::process::Command::new("iptables")
+                .arg("-D")
+                .args(&spec)
+                .status();
+        }
+    }
+}
+
+impl Drop for IptablesRules {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Whether real iptables rules can be used here; CI sets `DRLAB_REQUIRE_IPTABLES=1` so that a
+/// missing iptables fails there instead of skipping.
+fn iptables_usable() -> bool {
+    let ok = std::process::Command::new("iptables")
+        .args(["-L", "INPUT", "-n"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("DRLAB_REQUIRE_IPTABLES").is_none(),
+            "iptables is required (DRLAB_REQUIRE_IPTABLES) but not usable"
+        );
+        eprintln!("SKIPPED: iptables is not usable here (needs root and the iptables package)");
+    }
+    ok
+}
+
+/// The same DC1–DC2 cut with real iptables DROP rules between the DCs' address ranges gives the
+/// same outcome as the built-in `drop` fault: only the cross-DC links go down (found by ADDP),
+/// and they come back after the rules go.
+#[tokio::test]
+async fn tc_partition_with_iptables_matches_builtin_drop() {
+    if !iptables_usable() {
+        return;
+    }
+    // Own address ranges, so the rules touch no other test.
+    let text = drlab::DEFAULT_TOPOLOGY
+        .replace("127.0.1.", "127.0.11.")
+        .replace("127.0.2.", "127.0.12.");
+    let topology = Topology::parse(&text).unwrap().with_ephemeral_ports();
+    let lab = Lab::start(&topology, Some("fast"))
+        .await
+        .expect("lab starts");
+    let node = |n: &str| lab.sip_node(n).unwrap();
+    wait_links(node("ss1"), &["ss2", "ss3", "ss4"]).await;
+    wait_links(node("ss4"), &["ss1", "ss2", "ss3"]).await;
+
+    let tag = format!("drlab-test-{}", std::process::id());
+    let mut rules = IptablesRules(Vec::new());
+    for (src, dst) in [
+        ("127.0.11.0/24", "127.0.12.0/24"),
+        ("127.0.12.0/24", "127.0.11.0/24"),
+    ] {
+        rules.add(&[
+            "INPUT",
+            "-s",
+            src,
+            "-d",
+            dst,
+            "-p",
+            "tcp",
+            "-j",
+            "DROP",
+            "-m",
+            "comment",
+            "--comment",
+            &tag,
+        ]);
+    }
+    wait_links(node("ss1"), &["ss2"]).await;
+    wait_links(node("ss2"), &["ss1"]).await;
+    wait_links(node("ss3"), &["ss4"]).await;
+    wait_links(node("ss4"), &["ss3"]).await;
+    let down = node("ss3")
+        .journal()
+        .since(0, 10_000)
+        .into_iter()
+        .find(|e| e.kind == "link.down")
+        .unwrap();
+    assert_eq!(
+        down.detail()["reason"],
+        "ADDP timeout",
+        "silent loss is found by ADDP, as with the built-in drop"
+    );
+
+    rules.clear();
+    // Reconnect waits out a blackholed connect attempt and the jittered backoff.
+    for (name, peers) in [
+        ("ss1", ["ss2", "ss3", "ss4"]),
+        ("ss3", ["ss1", "ss2", "ss4"]),
+    ] {
+        wait_links_within(node(name), &peers, Duration::from_secs(30)).await;
     }
     lab.shutdown().await;
 }
