@@ -399,21 +399,15 @@ impl NodeCore {
     /// so a call whose phone vanished does not stay up forever (scenario S4.1).
     pub(crate) fn audit_call(&mut self, conn_id: ConnId, now: Instant) {
         let interval = self.config.call_audit_interval;
-        let addr = self.config.sip_addr();
-        let Some(call) = self.calls.get_mut(&conn_id) else {
-            return;
-        };
-        if !matches!(call.phase, CallPhase::Established | CallPhase::Held) {
+        let up = self
+            .calls
+            .get(&conn_id)
+            .is_some_and(|c| matches!(c.phase, CallPhase::Established | CallPhase::Held));
+        if !up {
             return;
         }
-        let (a_branch, b_branch) = (sipcore::branch(), sipcore::branch());
-        let a_via = via_line(addr, call.a.source.transport, &a_branch);
-        let b_via = via_line(addr, call.b.dest.transport, &b_branch);
-        let to_a = Bytes::from(call.a_request("OPTIONS", &a_via, None, ""));
-        let to_b = Bytes::from(call.b_request("OPTIONS", &b_via, None, ""));
-        let (a_dest, b_dest) = (call.a.source, call.b.dest);
-        self.send_out(conn_id, OutKind::AuditA, a_branch, to_a, a_dest, now);
-        self.send_out(conn_id, OutKind::AuditB, b_branch, to_b, b_dest, now);
+        self.send_in_dialog(conn_id, Side::A, "OPTIONS", OutKind::AuditA, "", now);
+        self.send_in_dialog(conn_id, Side::B, "OPTIONS", OutKind::AuditB, "", now);
         self.schedule(now + interval, TimerJob::Audit { conn_id });
     }
 
@@ -991,15 +985,10 @@ impl NodeCore {
             let invite_branch = call.b.invite_branch.clone();
             self.ack_phone(conn, &invite_branch, &sipcore::branch(), None);
         }
-        let Some(call) = self.calls.get_mut(&conn) else {
-            return;
-        };
-        call.phase = CallPhase::Releasing;
-        let branch = sipcore::branch();
-        let via = via_line(self.config.sip_addr(), call.b.dest.transport, &branch);
-        let bye = Bytes::from(call.b_request("BYE", &via, None, ""));
-        let dest = call.b.dest;
-        self.send_out(conn, OutKind::ByeB, branch, bye, dest, now);
+        if let Some(call) = self.calls.get_mut(&conn) {
+            call.phase = CallPhase::Releasing;
+        }
+        self.send_in_dialog(conn, Side::B, "BYE", OutKind::ByeB, "", now);
     }
 
     /// Ends the far party's leg: BYE once answered; for a `RequestMakeCall` destination still
@@ -1026,11 +1015,36 @@ impl NodeCore {
             return;
         }
         call.phase = CallPhase::Releasing;
+        self.send_in_dialog(conn, Side::A, "BYE", OutKind::ByeA, "", now);
+    }
+
+    /// Sends an in-dialog request on one leg of a call, as a new transaction retransmitted until
+    /// answered.
+    fn send_in_dialog(
+        &mut self,
+        conn: ConnId,
+        side: Side,
+        method: &str,
+        kind: OutKind,
+        extra: &str,
+        now: Instant,
+    ) {
+        let addr = self.config.sip_addr();
+        let Some(call) = self.calls.get_mut(&conn) else {
+            return;
+        };
         let branch = sipcore::branch();
-        let via = via_line(self.config.sip_addr(), call.a.source.transport, &branch);
-        let bye = Bytes::from(call.a_request("BYE", &via, None, ""));
-        let dest = call.a.source;
-        self.send_out(conn, OutKind::ByeA, branch, bye, dest, now);
+        let (text, dest) = match side {
+            Side::A => {
+                let via = via_line(addr, call.a.source.transport, &branch);
+                (call.a_request(method, &via, None, extra), call.a.source)
+            }
+            Side::B => {
+                let via = via_line(addr, call.b.dest.transport, &branch);
+                (call.b_request(method, &via, None, extra), call.b.dest)
+            }
+        };
+        self.send_out(conn, kind, branch, Bytes::from(text), dest, now);
     }
 
     /// CANCEL of our INVITE to the phone (same branch and CSeq number, RFC 3261 §9.1).
@@ -1320,15 +1334,8 @@ impl NodeCore {
     }
 
     fn notify_phone(&mut self, conn: ConnId, event_name: &str, now: Instant) {
-        let Some(call) = self.calls.get_mut(&conn) else {
-            return;
-        };
-        let branch = sipcore::branch();
-        let via = via_line(self.config.sip_addr(), call.b.dest.transport, &branch);
         let extra = format!("Event: {event_name}\r\nSubscription-State: active\r\n");
-        let notify = Bytes::from(call.b_request("NOTIFY", &via, None, &extra));
-        let dest = call.b.dest;
-        self.send_out(conn, OutKind::Notify, branch, notify, dest, now);
+        self.send_in_dialog(conn, Side::B, "NOTIFY", OutKind::Notify, &extra, now);
     }
 }
 
