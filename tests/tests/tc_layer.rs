@@ -49,34 +49,30 @@ async fn wait_links_within(node: &SipNode, peers: &[&str], patience: Duration) {
     }
 }
 
-#[tokio::test]
-async fn tc_links_full_mesh_cut_by_dc_and_healed() {
-    let topology = Topology::embedded().with_ephemeral_ports();
-    let lab = Lab::start(&topology, Some("fast"))
-        .await
-        .expect("lab starts");
-    let node = |n: &str| lab.sip_node(n).unwrap();
+/// Every node of the default topology has its three links up.
+async fn wait_full_mesh(lab: &Lab, patience: Duration) {
     for (name, peers) in [
         ("ss1", ["ss2", "ss3", "ss4"]),
         ("ss2", ["ss1", "ss3", "ss4"]),
         ("ss3", ["ss1", "ss2", "ss4"]),
         ("ss4", ["ss1", "ss2", "ss3"]),
     ] {
-        wait_links(node(name), &peers).await;
+        wait_links_within(lab.sip_node(name).unwrap(), &peers, patience).await;
     }
+}
 
-    // Cut DC1 from DC2 on the DC1 nodes: blackhole every TC link towards 127.0.2.0/24.
-    let dc2: PeerFilter = "127.0.2.0/24".parse().unwrap();
-    for name in ["ss1", "ss2"] {
-        node(name)
-            .faults()
-            .add(FaultRule::new("tc:*", FaultMode::Drop).with_peer(dc2))
-            .unwrap();
+/// A DC1–DC2 cut as the contract expects it: only the links inside each DC stay up, and the DC2
+/// side found the silent loss through ADDP.
+async fn assert_dcs_split(lab: &Lab) {
+    let node = |n: &str| lab.sip_node(n).unwrap();
+    for (name, peer) in [
+        ("ss1", "ss2"),
+        ("ss2", "ss1"),
+        ("ss3", "ss4"),
+        ("ss4", "ss3"),
+    ] {
+        wait_links(node(name), &[peer]).await;
     }
-    wait_links(node("ss1"), &["ss2"]).await;
-    wait_links(node("ss2"), &["ss1"]).await;
-    wait_links(node("ss3"), &["ss4"]).await;
-    wait_links(node("ss4"), &["ss3"]).await;
     let down = node("ss3")
         .journal()
         .since(0, 10_000)
@@ -88,16 +84,30 @@ async fn tc_links_full_mesh_cut_by_dc_and_healed() {
         "ADDP timeout",
         "silent loss is found by ADDP"
     );
+}
 
-    for name in ["ss1", "ss2"] {
-        node(name).faults().clear();
+#[tokio::test]
+async fn tc_links_full_mesh_cut_by_dc_and_healed() {
+    let topology = Topology::embedded().with_ephemeral_ports();
+    let lab = Lab::start(&topology, Some("fast"))
+        .await
+        .expect("lab starts");
+    wait_full_mesh(&lab, PATIENCE).await;
+
+    // Cut DC1 from DC2 on the DC1 nodes: blackhole every TC link towards 127.0.2.0/24.
+    let dc2: PeerFilter = "127.0.2.0/24".parse().unwrap();
+    let dc1 = ["ss1", "ss2"].map(|n| lab.sip_node(n).unwrap());
+    for node in dc1 {
+        node.faults()
+            .add(FaultRule::new("tc:*", FaultMode::Drop).with_peer(dc2))
+            .unwrap();
     }
-    for (name, peers) in [
-        ("ss1", ["ss2", "ss3", "ss4"]),
-        ("ss3", ["ss1", "ss2", "ss4"]),
-    ] {
-        wait_links(node(name), &peers).await;
+    assert_dcs_split(&lab).await;
+
+    for node in dc1 {
+        node.faults().clear();
     }
+    wait_full_mesh(&lab, PATIENCE).await;
     lab.shutdown().await;
 }
 
@@ -165,9 +175,7 @@ async fn tc_partition_with_iptables_matches_builtin_drop() {
     let lab = Lab::start(&topology, Some("fast"))
         .await
         .expect("lab starts");
-    let node = |n: &str| lab.sip_node(n).unwrap();
-    wait_links(node("ss1"), &["ss2", "ss3", "ss4"]).await;
-    wait_links(node("ss4"), &["ss1", "ss2", "ss3"]).await;
+    wait_full_mesh(&lab, PATIENCE).await;
 
     let tag = format!("drlab-test-{}", std::process::id());
     let mut rules = IptablesRules(Vec::new());
@@ -191,29 +199,10 @@ async fn tc_partition_with_iptables_matches_builtin_drop() {
             &tag,
         ]);
     }
-    wait_links(node("ss1"), &["ss2"]).await;
-    wait_links(node("ss2"), &["ss1"]).await;
-    wait_links(node("ss3"), &["ss4"]).await;
-    wait_links(node("ss4"), &["ss3"]).await;
-    let down = node("ss3")
-        .journal()
-        .since(0, 10_000)
-        .into_iter()
-        .find(|e| e.kind == "link.down")
-        .unwrap();
-    assert_eq!(
-        down.detail()["reason"],
-        "ADDP timeout",
-        "silent loss is found by ADDP, as with the built-in drop"
-    );
+    assert_dcs_split(&lab).await;
 
     rules.clear();
     // Reconnect waits out a blackholed connect attempt and the jittered backoff.
-    for (name, peers) in [
-        ("ss1", ["ss2", "ss3", "ss4"]),
-        ("ss3", ["ss1", "ss2", "ss4"]),
-    ] {
-        wait_links_within(node(name), &peers, Duration::from_secs(30)).await;
-    }
+    wait_full_mesh(&lab, Duration::from_secs(30)).await;
     lab.shutdown().await;
 }
