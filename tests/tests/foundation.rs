@@ -303,6 +303,30 @@ async fn r1_pstn_dn_owned_by_tlib_registration_and_agent_states() {
     expect_event(&mut observed, MessageName::EventAgentLogout).await;
 }
 
+/// A "GWS" client (its socket under `gws_faults`) that registered `dn` and logged its agent in,
+/// and an observer client that registered `dn` too (it sees what R4 does).
+async fn agent_logged_in_with_observer(
+    node: &sipserver_mock::SipNode,
+    gws_faults: &Faults,
+    dn: &str,
+) -> (
+    (tlib::TlibClient, tlib::Events),
+    tlib::TlibClient,
+    tlib::Events,
+) {
+    // The GWS client's events are returned too: it must stay fully alive until the fault.
+    let (gws, gws_events) = tlib_client(node, gws_faults, "tlib:gws1-ss1").await;
+    let (observer, observed) = tlib_client(node, &Faults::new(), "tlib:obs-ss1").await;
+    request(&gws, Request::register_address(dn)).await;
+    request(&observer, Request::register_address(dn)).await;
+    let agent = format!("agent{dn}");
+    assert_eq!(
+        request(&gws, login(dn, &agent)).await.name,
+        MessageName::EventAgentLogin
+    );
+    ((gws, gws_events), observer, observed)
+}
+
 /// R4 with an RST: the client that logged the agent in is reset; the node logs the agent out at
 /// once and tells the other clients of the DN.
 #[tokio::test]
@@ -314,14 +338,8 @@ async fn r4_logout_on_disconnect_rst() {
     })
     .await;
     let gws_faults = Faults::new();
-    let (gws, _gws_events) = tlib_client(&node, &gws_faults, "tlib:gws1-ss1").await;
-    let (observer, mut observed) = tlib_client(&node, &Faults::new(), "tlib:obs-ss1").await;
-    request(&gws, Request::register_address("8002")).await;
-    request(&observer, Request::register_address("8002")).await;
-    assert_eq!(
-        request(&gws, login("8002", "agent8002")).await.name,
-        MessageName::EventAgentLogin
-    );
+    let (_gws, _observer, mut observed) =
+        agent_logged_in_with_observer(&node, &gws_faults, "8002").await;
 
     let cut = Instant::now();
     gws_faults
@@ -348,14 +366,8 @@ async fn r4_logout_on_disconnect_rst() {
 async fn r4_logout_on_disconnect_silent_drop() {
     let node = start_node("ss1", |_| {}).await; // fast profile: ADDP 200 ms / 600 ms
     let gws_faults = Faults::new();
-    let (gws, _gws_events) = tlib_client(&node, &gws_faults, "tlib:gws1-ss1").await;
-    let (observer, mut observed) = tlib_client(&node, &Faults::new(), "tlib:obs-ss1").await;
-    request(&gws, Request::register_address("8003")).await;
-    request(&observer, Request::register_address("8003")).await;
-    assert_eq!(
-        request(&gws, login("8003", "agent8003")).await.name,
-        MessageName::EventAgentLogin
-    );
+    let (_gws, observer, mut observed) =
+        agent_logged_in_with_observer(&node, &gws_faults, "8003").await;
 
     let cut = Instant::now();
     gws_faults
