@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: start nodes on free ports, connect T-Lib clients, speak
 //! SIP from a bare UDP/TCP socket, run SIPp.
 
+pub mod cluster;
 pub mod ua;
 
 use std::net::SocketAddr;
@@ -32,6 +33,19 @@ pub async fn tlib_client(node: &SipNode, faults: &Faults, link: &str) -> (TlibCl
     TlibClient::handshake(stream, "drlab-test", AddpConfig::from_millis(200, 600))
         .await
         .expect("T-Lib handshake")
+}
+
+/// `RequestAgentLogin` for agent `agent<DN>`, Ready at once (`AutoIn`).
+pub fn agent_login(dn: &str) -> tlib::Request {
+    tlib::Request::AgentLogin {
+        dn: dn.into(),
+        agent_id: Some(format!("agent{dn}")),
+        password: None,
+        work_mode: tlib::AgentWorkMode::AutoIn,
+        queue: None,
+        reasons: None,
+        extensions: None,
+    }
 }
 
 /// Waits for the next event called `name` (responses included).

@@ -11,18 +11,6 @@ use tlib::{error_code, AgentWorkMode, ClientEvent, Events, Message, MessageName,
 
 const WAIT: Duration = Duration::from_secs(5);
 
-fn login(dn: &str) -> Request {
-    Request::AgentLogin {
-        dn: dn.into(),
-        agent_id: Some(format!("agent{dn}")),
-        password: None,
-        work_mode: AgentWorkMode::AutoIn,
-        queue: None,
-        reasons: None,
-        extensions: None,
-    }
-}
-
 /// Every message until (and including) the first `last`.
 async fn collect_until(events: &mut Events, last: MessageName) -> Vec<Message> {
     let mut seen = Vec::new();
@@ -61,7 +49,7 @@ async fn agent_with_phone(
     let (client, mut events) = tlib_client(&node, &Faults::new(), "tlib:gws1-ss1").await;
     request(&client, Request::register_address(dn)).await;
     assert_eq!(
-        request(&client, login(dn)).await.name,
+        request(&client, agent_login(dn)).await.name,
         MessageName::EventAgentLogin
     );
     expect_event(&mut events, MessageName::EventAgentReady).await;
@@ -450,7 +438,7 @@ async fn r5_r6_reconnecting_desktop_controls_call_but_cannot_log_in() {
         .conn_id
         .expect("R6: the call is reported with its ConnID");
 
-    let refused = request(&second, login("7004")).await;
+    let refused = request(&second, agent_login("7004")).await;
     assert_eq!(
         refused.name,
         MessageName::EventError,
@@ -474,14 +462,14 @@ async fn r5_r6_reconnecting_desktop_controls_call_but_cannot_log_in() {
         .await
         .unwrap();
     // The agent is still logged in through the first desktop, so ACW runs.
-    let during_acw = request(&second, login("7004")).await;
+    let during_acw = request(&second, agent_login("7004")).await;
     assert_eq!(
         during_acw.attrs.error_code,
         Some(error_code::CTL_INV_CALL_STATE),
         "R5: no login during ACW"
     );
     expect_event(&mut events, MessageName::EventAgentReady).await;
-    let ok = request(&second, login("7004")).await;
+    let ok = request(&second, agent_login("7004")).await;
     assert_eq!(
         ok.name,
         MessageName::EventAgentLogin,
@@ -522,7 +510,7 @@ async fn pstn_dn_call_through_gateway() {
     let node = start_node("ss1", |c| c.pstn_gateway = Some(gw)).await;
     let (client, mut events) = tlib_client(&node, &Faults::new(), "tlib:gws1-ss1").await;
     request(&client, Request::register_address("8001")).await;
-    request(&client, login("8001")).await;
+    request(&client, agent_login("8001")).await;
     let caller = TestCaller::bind().await.unwrap();
     let mut call = caller
         .invite(node.sip_addr(), "8001", "5558001")

@@ -60,19 +60,25 @@ impl NodeCore {
     fn reach(&self, number: &str) -> Result<(String, Source), String> {
         let info = self.plan.lookup(number);
         match info.as_ref().map(|i| i.kind) {
-            Some(DnKind::Softphone) => match self.registrar.binding(number) {
-                Some(b) => {
-                    let uri = b
-                        .contact
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_string();
-                    let tcp = b.transport == crate::registrar::SipTransport::Tcp;
-                    let dest = contact_destination(&uri, b.source, tcp);
-                    Ok((uri, dest))
+            Some(DnKind::Softphone) => {
+                match (self.registrar.binding(number), self.remote_contact(number)) {
+                    (Some(b), _) => {
+                        let uri = b
+                            .contact
+                            .trim_start_matches('<')
+                            .trim_end_matches('>')
+                            .to_string();
+                        let tcp = b.transport == crate::registrar::SipTransport::Tcp;
+                        let dest = contact_destination(&uri, b.source, tcp);
+                        Ok((uri, dest))
+                    }
+                    // Registered at another node: the owner's record says where the phone is.
+                    (None, Some(c)) => {
+                        Ok((c.uri.clone(), contact_destination(&c.uri, c.source, false)))
+                    }
+                    (None, None) => Err(format!("DN {number} has no registered phone")),
                 }
-                None => Err(format!("DN {number} has no registered phone")),
-            },
+            }
             _ => {
                 let Some(gw) = self.config.pstn_gateway else {
                     return Err(format!("no PSTN gateway configured to reach {number}"));
@@ -566,7 +572,14 @@ impl NodeCore {
                         "call.ringing",
                         json!({ "conn_id": conn_id.to_string(), "dn": &*dn }),
                     );
-                    self.broadcast_dn(&dn, event::ringing(None, &info));
+                    self.publish_call_event(
+                        &dn,
+                        conn_id,
+                        event::ringing(None, &info),
+                        None,
+                        None,
+                        now,
+                    );
                 }
             }
             200..=299 if call.origin == Origin::MakeCall => {
@@ -666,7 +679,7 @@ impl NodeCore {
         );
         let mut established = event::established(None, &info);
         established.attrs.extensions = Some(self.wrap_up_extensions());
-        self.broadcast_dn(&dn, established);
+        self.publish_call_event(&dn, conn_id, established, None, None, now);
     }
 
     /// `RequestMakeCall` (RFC 3725 flow I): INVITE the agent's phone without an offer; when it
@@ -760,7 +773,7 @@ impl NodeCore {
         );
         self.calls.insert(conn_id, call);
         self.metrics.calls_active.set(self.calls.len() as i64);
-        self.answer_and_broadcast(dn, client, reference, dialing);
+        self.publish_call_event(dn, conn_id, dialing, Some((client, reference)), None, now);
         self.send_out(conn_id, OutKind::Invite, b_branch, bytes, phone, now);
         Ok(())
     }
@@ -818,8 +831,9 @@ impl NodeCore {
             if code > 100 && call.phase == CallPhase::Offering {
                 call.phase = CallPhase::Ringing;
                 let info = call.info(Some(CallState::Ok));
-                let dn = call.dn.clone();
-                self.broadcast_dn(&dn, event::network_reached(None, &info));
+                let (dn, conn_id) = (call.dn.clone(), call.conn_id);
+                let reached = event::network_reached(None, &info);
+                self.publish_call_event(&dn, conn_id, reached, None, None, now);
             }
             return;
         }
@@ -1094,24 +1108,20 @@ impl NodeCore {
             "call.released",
             json!({ "conn_id": conn.to_string(), "dn": &*dn, "outcome": outcome.as_str(), "duration_ms": now.saturating_duration_since(call.started).as_millis() as u64 }),
         );
-        if call.answered_at.is_some() {
-            self.start_acw(&dn, now);
-        }
+        // The owner starts ACW (R7) before it reports the release.
+        let answered = call.answered_at.is_some();
         if call.reported {
             let released = event::released(None, &call.info(Some(CallState::Ok)));
-            match requester {
-                Some((client, reference)) => {
-                    self.answer_and_broadcast(&dn, client, reference, released)
-                }
-                None => self.broadcast_dn(&dn, released),
-            }
+            self.publish_call_event(&dn, conn, released, requester, Some(answered), now);
+        } else if answered {
+            self.start_acw(&dn, now);
         }
         self.forget_if_idle(&dn);
     }
 
     /// R7: after a business call a logged-in agent goes NotReady/AfterCallWork; the timer
     /// brings it back to Ready.
-    fn start_acw(&mut self, dn: &str, now: Instant) {
+    pub(crate) fn start_acw(&mut self, dn: &str, now: Instant) {
         let options = &self.config.options;
         if options.wrap_up_time.is_zero() && !options.wrap_up_untimed {
             return;
@@ -1155,7 +1165,7 @@ impl NodeCore {
     }
 
     /// The wrap-up timer ended: back to Ready unless the agent changed state meanwhile.
-    pub(crate) fn end_acw(&mut self, dn: &str, serial: u64) {
+    pub(crate) fn end_acw(&mut self, dn: &str, serial: u64, now: Instant) {
         let Some(state) = self.dns.get_mut(dn) else {
             return;
         };
@@ -1170,6 +1180,7 @@ impl NodeCore {
         let agent_id = agent.agent_id.clone();
         self.journal.record("agent.acw_ended", json!({ "dn": dn }));
         self.broadcast_dn(dn, event::agent_ready(None, dn, agent_id.as_deref(), None));
+        self.consider_move(dn, now);
     }
 
     /// `WrapUpTime` (seconds or `untimed`) and `BusinessCall` as real Established events carry them.
@@ -1191,7 +1202,13 @@ impl NodeCore {
     /// Whether the DN has a call or is in ACW (R5).
     pub(crate) fn busy_for_login(&self, dn: &str) -> Option<Refusal> {
         let state = self.dns.get(dn)?;
-        if !state.calls.is_empty() {
+        // Calls on other nodes count while they can be reached (R11: a call in a disconnected
+        // DC does not keep the agent from logging in elsewhere).
+        let remote = state
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.remote_calls.values().any(|rc| rc.reachable));
+        if !state.calls.is_empty() || remote {
             return Some(Refusal::new(
                 tlib::error_code::CTL_INV_CALL_STATE,
                 "Login and logout are not allowed while a call is in progress",
@@ -1213,16 +1230,20 @@ impl NodeCore {
             .get(dn)
             .map(|d| d.calls.clone())
             .unwrap_or_default();
-        for conn in conns {
-            let Some(call) = self.calls.get(&conn) else {
-                continue;
-            };
-            let name = match call.phase {
-                CallPhase::Offering | CallPhase::Ringing => MessageName::EventRinging,
-                CallPhase::Held => MessageName::EventHeld,
-                CallPhase::Established | CallPhase::Releasing => MessageName::EventEstablished,
-            };
-            let msg = event::call_event(name, None, &call.info(Some(CallState::Ok)));
+        let mut reports: Vec<tlib::Message> = conns
+            .iter()
+            .filter_map(|conn| self.calls.get(conn))
+            .map(|call| call.current_event())
+            .collect();
+        if let Some(c) = self.dns.get(dn).and_then(|s| s.cluster.as_ref()) {
+            reports.extend(
+                c.remote_calls
+                    .values()
+                    .filter(|rc| rc.reachable)
+                    .map(|rc| rc.last_event.clone()),
+            );
+        }
+        for msg in reports {
             self.send(client, msg);
         }
     }
@@ -1329,7 +1350,7 @@ impl NodeCore {
             if hold { "call.held" } else { "call.retrieved" },
             json!({ "conn_id": conn.to_string(), "dn": dn }),
         );
-        self.answer_and_broadcast(dn, client, reference, msg);
+        self.publish_call_event(dn, conn, msg, Some((client, reference)), None, now);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use sipcore::transport::Source;
 use sipcore::TxKey;
-use tlib::{CallInfo, CallState, CallType, ConnId};
+use tlib::{event, CallInfo, CallState, CallType, ConnId, Message, MessageName};
 use tokio::time::Instant;
 
 /// Where a call is in its life, as the agent's desktop sees it.
@@ -105,6 +105,17 @@ pub struct Call {
 
 impl Call {
     /// The attributes every T-Event of this call carries.
+    /// The event that tells a client the call's current state (R6, and the TC layer's calls
+    /// snapshot).
+    pub fn current_event(&self) -> Message {
+        let name = match self.phase {
+            CallPhase::Offering | CallPhase::Ringing => MessageName::EventRinging,
+            CallPhase::Held => MessageName::EventHeld,
+            CallPhase::Established | CallPhase::Releasing => MessageName::EventEstablished,
+        };
+        event::call_event(name, None, &self.info(Some(CallState::Ok)))
+    }
+
     pub fn info(&self, state: Option<CallState>) -> CallInfo {
         CallInfo {
             conn_id: self.conn_id,

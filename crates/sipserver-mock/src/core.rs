@@ -28,14 +28,41 @@ use crate::registrar::Registrar;
 /// Messages queued towards one T-Lib client before it counts as stuck and is disconnected.
 pub const CLIENT_QUEUE: usize = 4096;
 
-/// A connected T-Lib client.
+/// A T-Lib client this node serves: connected here, or a peer node's client acting through the
+/// TC layer (a remote registration, R2, or relayed call control, R11).
 #[derive(Debug)]
 pub struct Client {
-    pub peer: SocketAddr,
+    pub origin: ClientOrigin,
     pub application: Option<String>,
     pub dns: BTreeSet<Box<str>>,
-    pub tx: mpsc::Sender<Message>,
 }
+
+/// Where a client's events go.
+#[derive(Debug)]
+pub enum ClientOrigin {
+    Local {
+        peer: SocketAddr,
+        tx: mpsc::Sender<Message>,
+    },
+    /// Client `client` of node `node`: events go back over the TC link.
+    Relayed { node: Arc<str>, client: ClientId },
+}
+
+impl Client {
+    pub fn is_local(&self) -> bool {
+        matches!(self.origin, ClientOrigin::Local { .. })
+    }
+
+    fn describe(&self) -> String {
+        match &self.origin {
+            ClientOrigin::Local { peer, .. } => peer.to_string(),
+            ClientOrigin::Relayed { node, client } => format!("{node}#{client}"),
+        }
+    }
+}
+
+/// Relayed clients are numbered from here, apart from connections (numbered from 1).
+pub const RELAYED_CLIENT_BASE: ClientId = 1 << 62;
 
 /// Everything the node knows about one DN beyond its SIP binding.
 #[derive(Debug, Default, Serialize)]
@@ -51,6 +78,11 @@ pub struct DnState {
     /// Bumped on every ACW start, so a stale wrap-up timer does nothing.
     #[serde(skip)]
     pub acw_serial: u64,
+    /// The epoch of the latest ownership record known for the DN (cluster.rs).
+    pub epoch: u64,
+    /// Cluster state most DNs never need.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Box<crate::cluster::ClusterDn>>,
 }
 
 impl DnState {
@@ -59,6 +91,12 @@ impl DnState {
             && self.owner.is_none()
             && self.agent.is_none()
             && self.calls.is_empty()
+            && self.cluster.as_ref().is_none_or(|c| c.is_idle())
+    }
+
+    /// The cluster part, created on first use.
+    pub fn cluster_mut(&mut self) -> &mut crate::cluster::ClusterDn {
+        self.cluster.get_or_insert_with(Default::default)
     }
 }
 
@@ -90,6 +128,8 @@ pub enum TimerJob {
     AcwEnd { dn: Box<str>, serial: u64 },
     /// Time to check that both legs of an answered call are still there.
     Audit { conn_id: ConnId },
+    /// R8: the ownership move delay of this DN is over.
+    OwnershipMove { dn: Box<str>, serial: u64 },
 }
 
 /// The node core.
@@ -108,6 +148,15 @@ pub struct NodeCore {
     pub(crate) calls: HashMap<ConnId, Call>,
     /// Both legs' Call-IDs, to find the call of an in-dialog request.
     pub(crate) dialogs: HashMap<String, (ConnId, Side)>,
+    /// Peer nodes' clients acting here, by (node, their client id).
+    pub(crate) relayed_clients: HashMap<(Arc<str>, ClientId), ClientId>,
+    pub(crate) next_relayed_client: ClientId,
+    /// DNs this node owns (the `drlab_owned_dns` gauge).
+    pub(crate) owned: usize,
+    /// Per peer, the DNs its ownership snapshot named so far (until its last part).
+    pub(crate) snapshot_rx: HashMap<String, std::collections::HashSet<Box<str>>>,
+    /// Per peer, the calls its calls snapshot named so far.
+    pub(crate) calls_snapshot_rx: HashMap<String, std::collections::HashSet<ConnId>>,
     /// Requests the node sent, by Via branch, until answered or timed out.
     pub(crate) out_requests: HashMap<String, OutRequest>,
     pub(crate) timers: BTreeMap<(Instant, u64), TimerJob>,
@@ -161,6 +210,11 @@ impl NodeCore {
             next_call: 0,
             outbox: Vec::new(),
             links: BTreeMap::new(),
+            relayed_clients: HashMap::new(),
+            next_relayed_client: RELAYED_CLIENT_BASE,
+            owned: 0,
+            snapshot_rx: HashMap::new(),
+            calls_snapshot_rx: HashMap::new(),
         })
     }
 
@@ -187,7 +241,7 @@ impl NodeCore {
             self.metrics.registrations_expired.inc();
             self.journal
                 .record("sip.registration_expired", json!({ "dn": &*dn }));
-            self.softphone_unbound(&dn);
+            self.softphone_unbound(&dn, now);
         }
         self.metrics.bindings.set(self.registrar.len() as i64);
         while let Some(entry) = self.timers.first_entry() {
@@ -200,8 +254,9 @@ impl NodeCore {
                 TimerJob::Resend2xx { conn_id, interval } => {
                     self.resend_2xx(conn_id, interval, now)
                 }
-                TimerJob::AcwEnd { dn, serial } => self.end_acw(&dn, serial),
+                TimerJob::AcwEnd { dn, serial } => self.end_acw(&dn, serial, now),
                 TimerJob::Audit { conn_id } => self.audit_call(conn_id, now),
+                TimerJob::OwnershipMove { dn, serial } => self.ownership_move_due(&dn, serial, now),
             }
         }
     }
@@ -225,38 +280,8 @@ impl NodeCore {
             DnKind::Pstn => self
                 .dns
                 .get(dn)
-                .is_some_and(|d| d.owner.is_some() && !d.clients.is_empty()),
+                .is_some_and(|d| d.owner.as_deref() == Some(&*self.node) && !d.clients.is_empty()),
         }
-    }
-
-    /// The phone of a softphone DN registered (R1): this node owns the DN, in service.
-    pub(crate) fn softphone_bound(&mut self, dn: &str) {
-        let node = self.node.clone();
-        self.dns.entry(dn.into()).or_default().owner = Some(node.clone());
-        self.journal.record(
-            "dn.in_service",
-            json!({ "dn": dn, "owner": &*node, "cause": "sip_register" }),
-        );
-        self.journal
-            .record("ownership.taken", json!({ "dn": dn, "owner": &*node }));
-        self.broadcast_dn(dn, tlib::event::dn_back_in_service(dn));
-    }
-
-    /// The phone's binding expired or was removed (R12): out of service, no owner.
-    pub(crate) fn softphone_unbound(&mut self, dn: &str) {
-        if let Some(state) = self.dns.get_mut(dn) {
-            state.owner = None;
-        }
-        self.journal.record(
-            "dn.out_of_service",
-            json!({ "dn": dn, "cause": "sip_unregistered" }),
-        );
-        self.journal.record(
-            "ownership.released",
-            json!({ "dn": dn, "node": &*self.node }),
-        );
-        self.broadcast_dn(dn, tlib::event::dn_out_of_service(dn));
-        self.forget_if_idle(dn);
     }
 
     /// Sends an event to every client that registered `dn`.
@@ -302,15 +327,23 @@ impl NodeCore {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
-        self.stamper.stamp(&mut msg);
-        self.metrics.tlib_events_sent.inc();
-        match client.tx.try_send(msg) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(node = %self.node, client = id, "T-Lib client not reading; disconnecting");
-                self.client_gone(id, "event queue full");
+        match &client.origin {
+            ClientOrigin::Relayed { node, client } => {
+                let (node, client) = (node.clone(), *client);
+                self.send_tc(&node, crate::tc::TcMessage::Event { client, event: msg });
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            ClientOrigin::Local { tx, .. } => {
+                self.stamper.stamp(&mut msg);
+                self.metrics.tlib_events_sent.inc();
+                match tx.try_send(msg) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(node = %self.node, client = id, "T-Lib client not reading; disconnecting");
+                        self.client_gone(id, "event queue full");
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
         }
     }
 
@@ -346,13 +379,15 @@ impl NodeCore {
                 "registered_by": state.map(|s| s.clients.iter().copied().collect::<Vec<_>>()).unwrap_or_default(),
                 "agent": state.and_then(|s| s.agent.as_deref()),
                 "binding": binding,
+                "epoch": state.map(|s| s.epoch),
+                "cluster": state.and_then(|s| s.cluster.as_deref()),
             }));
         }
         let clients: Vec<Value> = self
             .clients
             .iter()
             .map(|(id, c)| {
-                json!({ "id": id, "peer": c.peer.to_string(), "application": c.application, "dns": c.dns })
+                json!({ "id": id, "peer": c.describe(), "local": c.is_local(), "application": c.application, "dns": c.dns })
             })
             .collect();
         json!({
@@ -386,45 +421,6 @@ impl NodeCore {
         })
     }
 
-    /// A TC link to `peer` came up (or replaced the previous connection).
-    pub fn tc_link_up(&mut self, peer: &str, link_id: u64, tx: mpsc::Sender<crate::tc::TcMessage>) {
-        let was_up = self.links.get(peer).is_some_and(|l| l.up);
-        self.links.insert(
-            peer.to_string(),
-            TcLink {
-                up: true,
-                link_id,
-                since: Instant::now(),
-                last_reason: None,
-                tx: Some(tx),
-            },
-        );
-        if !was_up {
-            let link = crate::tc::link_name(&self.node, peer);
-            self.journal
-                .record("link.up", json!({ "link": link, "peer": peer }));
-        }
-    }
-
-    /// The TC connection `link_id` to `peer` ended; stale connections (already replaced) are ignored.
-    pub fn tc_link_down(&mut self, peer: &str, link_id: u64, reason: &str) {
-        let Some(link) = self.links.get_mut(peer) else {
-            return;
-        };
-        if link.link_id != link_id || !link.up {
-            return;
-        }
-        link.up = false;
-        link.tx = None;
-        link.since = Instant::now();
-        link.last_reason = Some(reason.to_string());
-        let name = crate::tc::link_name(&self.node, peer);
-        self.journal.record(
-            "link.down",
-            json!({ "link": name, "peer": peer, "reason": reason }),
-        );
-    }
-
     /// A restart: the process keeps running, every piece of state is gone.
     pub fn reset(&mut self) {
         self.registrar.clear();
@@ -437,6 +433,11 @@ impl NodeCore {
         self.timers.clear();
         self.outbox.clear();
         self.links.clear();
+        self.relayed_clients.clear();
+        self.owned = 0;
+        self.snapshot_rx.clear();
+        self.calls_snapshot_rx.clear();
+        self.metrics.owned_dns.set(0);
         self.metrics.bindings.set(0);
         self.metrics.clients.set(0);
     }

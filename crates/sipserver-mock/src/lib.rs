@@ -3,8 +3,8 @@
 //! A node speaks SIP over UDP and TCP as a registrar for softphone DNs, serves the
 //! T-Library-style protocol on its T-Lib port (DN registration, agent login/logout/ready/not
 //! ready, queries, DN service events), carries calls as a back-to-back UA with T-Events and
-//! third-party call control, applies the DR rules of `scenarios.md` (R1, R4–R7, R12 on a
-//! single node), and exposes the common control plane (state, journal, metrics, faults, crash,
+//! third-party call control, applies the DR rules of `scenarios.md` (R1–R12; the cluster rules
+//! over the TC layer with its peers, `cluster.rs`), and exposes the common control plane (state, journal, metrics, faults, crash,
 //! restart). Start one with [`start`]; `drlab` starts several in one process.
 //!
 //! Layout: [`core::NodeCore`] is the state and its transitions (`sip.rs` for SIP,
@@ -14,6 +14,7 @@
 pub mod agent;
 mod b2bua;
 pub mod call;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod dn;

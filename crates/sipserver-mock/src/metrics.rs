@@ -39,6 +39,12 @@ pub struct NodeMetrics {
     calls_ended: Family<OutcomeLabel, Counter>,
     pub sip_retransmissions_sent: Counter,
     pub agent_logouts: Counter,
+    pub tc_frames_sent: Counter,
+    pub tc_frames_received: Counter,
+    pub tc_frames_lost: Counter,
+    pub ownership_moves: Counter,
+    pub ownership_conflicts: Counter,
+    pub owned_dns: Gauge,
 }
 
 impl NodeMetrics {
@@ -132,6 +138,32 @@ impl NodeMetrics {
                 "Agent logouts (requested or R4)",
                 Counter::default(),
             ),
+            tc_frames_sent: m.register(
+                "drlab_tc_frames_sent",
+                "TC-layer frames queued to peers (keepalives excluded)",
+                Counter::default(),
+            ),
+            tc_frames_received: m.register(
+                "drlab_tc_frames_received",
+                "TC-layer frames received from peers (keepalives excluded)",
+                Counter::default(),
+            ),
+            tc_frames_lost: m.register(
+                "drlab_tc_frames_lost",
+                "TC-layer frames not sent because the link was down (R10, R11)",
+                Counter::default(),
+            ),
+            ownership_moves: m.register(
+                "drlab_ownership_moves",
+                "DN ownership handed to another node (R8)",
+                Counter::default(),
+            ),
+            ownership_conflicts: m.register(
+                "drlab_ownership_conflicts",
+                "Split-brain ownership conflicts resolved after a heal",
+                Counter::default(),
+            ),
+            owned_dns: m.register("drlab_owned_dns", "DNs this node owns", Gauge::default()),
             registry: m,
         }
     }

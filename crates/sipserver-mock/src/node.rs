@@ -57,6 +57,12 @@ pub enum Input {
         link_id: u64,
         reason: String,
     },
+    /// A frame from a peer (keepalives excluded). Boxed: most inputs are small.
+    TcFrame {
+        peer: String,
+        link_id: u64,
+        msg: Box<crate::tc::TcMessage>,
+    },
 }
 
 /// Inputs queued towards the core before senders wait.
@@ -303,6 +309,7 @@ async fn run_core(
                 Input::Snapshot(reply) => { let _ = reply.send(core.snapshot()); }
                 Input::TcLinkUp { peer, link_id, tx } => core.tc_link_up(&peer, link_id, tx),
                 Input::TcLinkDown { peer, link_id, reason } => core.tc_link_down(&peer, link_id, &reason),
+                Input::TcFrame { peer, link_id, msg } => core.on_tc_frame_of(&peer, link_id, *msg, Instant::now()),
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 core.on_timer(Instant::now());

@@ -181,7 +181,7 @@ impl NodeCore {
                                 "sip.registered",
                                 json!({ "dn": dn, "expires": secs, "from": source.remote.to_string() }),
                             );
-                            self.softphone_bound(&dn);
+                            self.softphone_bound(&dn, now);
                         } else {
                             self.metrics.registrations_refreshed.inc();
                         }
@@ -189,7 +189,7 @@ impl NodeCore {
                     RegisterOutcome::Removed { was_bound } => {
                         if was_bound {
                             self.journal.record("sip.unregistered", json!({ "dn": dn }));
-                            self.softphone_unbound(&dn);
+                            self.softphone_unbound(&dn, now);
                         }
                     }
                     RegisterOutcome::Current(Some((contact, left))) => {

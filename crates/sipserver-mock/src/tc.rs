@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use netfault::{FaultStream, Faults};
 use serde::{Deserialize, Serialize};
-use tlib::{Addp, AddpAction, AddpConfig, JsonFrameCodec};
+use tlib::{Addp, AddpAction, AddpConfig, ConnId, JsonFrameCodec, Message};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_util::codec::Framed;
@@ -27,7 +27,35 @@ pub struct PeerNode {
     pub tc: SocketAddr,
 }
 
-/// TC-layer messages (the node-to-node family, distinct from T-Lib's).
+/// A T-Lib client as the node that sends a TC message numbers it.
+pub type RemoteClient = u64;
+
+/// Where the owner's phone for a softphone DN is registered, so any node can reach it (calls
+/// live where they arrived, R11, not where the phone registered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneContact {
+    pub uri: String,
+    pub source: SocketAddr,
+}
+
+/// One DN of an ownership snapshot: the sender owns it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OwnedDn {
+    pub dn: String,
+    pub epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<PhoneContact>,
+}
+
+/// One call of a calls snapshot: the sender's call on `dn`, in the state `event` reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallReport {
+    pub dn: String,
+    pub conn_id: ConnId,
+    pub event: Message,
+}
+
+/// TC-layer messages (the node-to-node family, distinct from T-Lib's; architecture §3.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "message")]
 pub enum TcMessage {
@@ -38,6 +66,66 @@ pub enum TcMessage {
     },
     Ping,
     Pong,
+    /// The DN's owner is now `owner` (None: unowned) as of `epoch`; sent by the node that took,
+    /// released or handed over the DN. The highest epoch wins (see `cluster.rs`).
+    Owner {
+        dn: String,
+        owner: Option<String>,
+        epoch: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<PhoneContact>,
+    },
+    /// Sent once per link-up, in parts: every DN the sender owns (`done` on the last part).
+    OwnerSnapshot {
+        owned: Vec<OwnedDn>,
+        done: bool,
+    },
+    /// R8: the sender has a controlling registration for a DN the receiver owns.
+    MoveRequest {
+        dn: String,
+    },
+    /// The sender's controlling registration for `dn` is gone.
+    MoveCancel {
+        dn: String,
+    },
+    /// R2: a request of the sender's client for a DN the receiver owns.
+    Request {
+        client: RemoteClient,
+        hops: u8,
+        request: Message,
+    },
+    /// R11: call control of the owner's client for a call that lives on the receiver.
+    CallControl {
+        client: RemoteClient,
+        request: Message,
+    },
+    /// An event for the receiver's client `client` (the answer to a relayed request, or an event
+    /// of a DN that client registered remotely).
+    Event {
+        client: RemoteClient,
+        event: Message,
+    },
+    /// The sender's client is gone (disconnect): the receiver applies R4 to what it did remotely.
+    ClientGone {
+        client: RemoteClient,
+    },
+    /// R11: an event of a call that lives on the sender, for the clients of the DN's owner.
+    /// `requester` is the owner's client that asked for it; `ended` says the call is over and
+    /// whether it had been answered (then the owner starts ACW, R7).
+    CallEvent {
+        dn: String,
+        conn_id: ConnId,
+        event: Message,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requester: Option<(RemoteClient, Option<u32>)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ended: Option<bool>,
+    },
+    /// Sent once per link-up after the ownership snapshot, in parts: the sender's calls.
+    CallsSnapshot {
+        calls: Vec<CallReport>,
+        done: bool,
+    },
 }
 
 /// The fault-layer name of the link between two nodes: `tc:<lower>-<higher>`, the same on both.
@@ -60,8 +148,9 @@ pub struct LinkContext {
     pub core: mpsc::Sender<Input>,
 }
 
-/// Frames queued towards a peer before the link counts as stuck.
-const LINK_QUEUE: usize = 4096;
+/// Frames queued towards a peer before the link counts as stuck (then it is closed and the
+/// reconnect's snapshots bring the peer back in line).
+pub const LINK_QUEUE: usize = 64 * 1024;
 /// How long the peer has to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 /// Reconnect backoff bounds (jittered 50–100 %, doubling).
@@ -155,6 +244,12 @@ pub async fn serve(ctx: LinkContext, stream: FaultStream, expected: Option<Strin
                             keepalive.on_sent(Instant::now());
                         }
                         Ok(TcMessage::Pong) | Ok(TcMessage::TcHello { .. }) => {}
+                        Ok(msg) => {
+                            let frame = Input::TcFrame { peer: peer.clone(), link_id, msg: Box::new(msg) };
+                            if ctx.core.send(frame).await.is_err() {
+                                break "node stopped".into();
+                            }
+                        }
                         Err(e) => tracing::debug!(%peer, error = %e, "unknown TC message ignored"),
                     }
                 }

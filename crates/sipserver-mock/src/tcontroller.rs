@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::agent::{self, AgentStatus, ClientId, Refusal};
-use crate::core::{Client, NodeCore};
+use crate::core::{Client, ClientOrigin, NodeCore, RELAYED_CLIENT_BASE};
 use crate::dn::DnKind;
 
 impl NodeCore {
@@ -21,13 +21,12 @@ impl NodeCore {
         self.clients.insert(
             id,
             Client {
-                peer,
+                origin: ClientOrigin::Local { peer, tx },
                 application: None,
                 dns: Default::default(),
-                tx,
             },
         );
-        self.metrics.clients.set(self.clients.len() as i64);
+        self.metrics.clients.set(self.local_clients() as i64);
         self.journal.record(
             "tlib.client_connected",
             json!({ "client": id, "peer": peer.to_string() }),
@@ -39,19 +38,57 @@ impl NodeCore {
         let Some(client) = self.clients.remove(&id) else {
             return;
         };
-        self.metrics.clients.set(self.clients.len() as i64);
+        let peer = match &client.origin {
+            ClientOrigin::Local { peer, .. } => {
+                self.metrics.clients.set(self.local_clients() as i64);
+                peer.to_string()
+            }
+            ClientOrigin::Relayed { node, client } => {
+                self.relayed_clients.remove(&(node.clone(), *client));
+                format!("{node}#{client}")
+            }
+        };
         self.journal.record(
             "tlib.client_disconnected",
-            json!({ "client": id, "peer": client.peer.to_string(), "application": client.application, "reason": reason }),
+            json!({ "client": id, "peer": peer, "application": client.application, "reason": reason }),
         );
+        let cause = if reason == "tc_link_lost" {
+            "tc_link_lost"
+        } else {
+            "client_disconnected"
+        };
         for dn in client.dns {
             // Disconnect is an implicit unregister (domain.md §1.4).
-            self.unregister_dn(id, &dn, "client_disconnected");
+            self.unregister_dn(id, &dn, cause);
         }
+        // Peers drop what this client did through them (R4 at the owners of its remote DNs).
+        self.tell_peers_client_gone(id);
+    }
+
+    fn local_clients(&self) -> usize {
+        self.clients
+            .keys()
+            .filter(|id| **id < RELAYED_CLIENT_BASE)
+            .count()
     }
 
     /// One decoded frame from client `id`.
     pub fn client_message(&mut self, id: ClientId, msg: Result<Message, MessageError>) {
+        self.client_request_or_error(id, msg, 0, Instant::now())
+    }
+
+    /// A request of client `id`, local or relayed by a peer (`hops` nodes so far).
+    pub(crate) fn client_request(&mut self, id: ClientId, msg: Message, hops: u8, now: Instant) {
+        self.client_request_or_error(id, Ok(msg), hops, now)
+    }
+
+    fn client_request_or_error(
+        &mut self,
+        id: ClientId,
+        msg: Result<Message, MessageError>,
+        hops: u8,
+        now: Instant,
+    ) {
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {
@@ -63,7 +100,11 @@ impl NodeCore {
         };
         self.metrics.tlib_requests.inc();
         match Request::parse(&msg) {
-            Ok((reference, request)) => self.handle_request(id, reference, request),
+            Ok((reference, request)) => {
+                if !self.forward_if_remote(id, reference, &request, &msg, hops) {
+                    self.handle_request(id, reference, request, now)
+                }
+            }
             Err(e) => {
                 self.metrics.tlib_errors.inc();
                 self.journal.record(
@@ -75,7 +116,13 @@ impl NodeCore {
         }
     }
 
-    fn handle_request(&mut self, id: ClientId, reference: Option<u32>, request: Request) {
+    fn handle_request(
+        &mut self,
+        id: ClientId,
+        reference: Option<u32>,
+        request: Request,
+        now: Instant,
+    ) {
         let result = match request {
             Request::RegisterClient {
                 application_name, ..
@@ -97,8 +144,8 @@ impl NodeCore {
                 self.send(id, info);
                 Ok(())
             }
-            Request::RegisterAddress { dn, .. } => self.register_address(id, reference, &dn),
-            Request::UnregisterAddress { dn } => self.unregister_address(id, reference, &dn),
+            Request::RegisterAddress { dn, .. } => self.register_address(id, reference, &dn, now),
+            Request::UnregisterAddress { dn } => self.unregister_address(id, reference, &dn, now),
             Request::QueryAddress { dn, info_type } => {
                 self.query_address(id, reference, &dn, info_type)
             }
@@ -116,19 +163,14 @@ impl NodeCore {
                 dn, destination, ..
             } => self
                 .registered_by(id, &dn)
-                .and_then(|_| self.make_call(id, reference, &dn, &destination, Instant::now())),
-            Request::AnswerCall { dn, conn_id } => self
-                .registered_by(id, &dn)
-                .and_then(|_| self.answer_call(&dn, conn_id, Instant::now())),
-            Request::ReleaseCall { dn, conn_id } | Request::ClearCall { dn, conn_id } => self
-                .registered_by(id, &dn)
-                .and_then(|_| self.release_call(id, reference, &dn, conn_id, Instant::now())),
-            Request::HoldCall { dn, conn_id } => self
-                .registered_by(id, &dn)
-                .and_then(|_| self.hold_call(id, reference, &dn, conn_id, true, Instant::now())),
-            Request::RetrieveCall { dn, conn_id } => self
-                .registered_by(id, &dn)
-                .and_then(|_| self.hold_call(id, reference, &dn, conn_id, false, Instant::now())),
+                .and_then(|_| self.make_call(id, reference, &dn, &destination, now)),
+            Request::AnswerCall { ref dn, .. }
+            | Request::ReleaseCall { ref dn, .. }
+            | Request::ClearCall { ref dn, .. }
+            | Request::HoldCall { ref dn, .. }
+            | Request::RetrieveCall { ref dn, .. } => self
+                .registered_by(id, dn)
+                .and_then(|_| self.call_control(id, reference, &request, now)),
             Request::AgentReady { dn, .. } => {
                 self.agent_status(id, reference, &dn, AgentStatus::Ready)
             }
@@ -205,6 +247,7 @@ impl NodeCore {
         id: ClientId,
         reference: Option<u32>,
         dn: &str,
+        now: Instant,
     ) -> Result<(), Refusal> {
         let kind = self.configured(dn)?;
         let node = self.node.clone();
@@ -212,19 +255,18 @@ impl NodeCore {
         let first_client = state.clients.is_empty();
         state.clients.insert(id);
         // R1 for PSTN DNs: the T-Lib registration makes this node the owner of an unowned DN.
+        // R3: at the owner it moves nothing.
         let took_ownership = kind == DnKind::Pstn && state.owner.is_none();
-        if took_ownership {
-            state.owner = Some(node.clone());
-        }
         if let Some(client) = self.clients.get_mut(&id) {
             client.dns.insert(dn.into());
         }
         self.journal
             .record("tlib.registered", json!({ "client": id, "dn": dn }));
         if took_ownership {
-            self.journal
-                .record("ownership.taken", json!({ "dn": dn, "owner": &*node }));
+            self.take_ownership(dn, "tlib_register");
         }
+        // A new registration at the owner cancels a pending move (R8).
+        self.consider_move(dn, now);
         let mut reply = event::registered(reference, dn);
         reply.attrs.extensions = Some(self.dn_status(dn, kind));
         self.send(id, reply);
@@ -247,6 +289,7 @@ impl NodeCore {
         id: ClientId,
         reference: Option<u32>,
         dn: &str,
+        now: Instant,
     ) -> Result<(), Refusal> {
         self.configured(dn)?;
         self.registered_by(id, dn)?;
@@ -255,11 +298,12 @@ impl NodeCore {
         }
         self.send(id, event::unregistered(reference, dn));
         self.unregister_dn(id, dn, "unregister");
+        self.consider_move(dn, now);
         Ok(())
     }
 
     /// Client `id` no longer registers `dn` (request or disconnect): R4, then PSTN service.
-    fn unregister_dn(&mut self, id: ClientId, dn: &str, cause: &str) {
+    pub(crate) fn unregister_dn(&mut self, id: ClientId, dn: &str, cause: &str) {
         let Some(state) = self.dns.get_mut(dn) else {
             return;
         };
@@ -271,32 +315,20 @@ impl NodeCore {
         let logs_out = self.config.options.logout_on_disconnect
             && state.agent.as_ref().is_some_and(|a| a.login_client == id);
         if logs_out {
-            let agent = state.agent.take();
-            let agent_id = agent.as_ref().and_then(|a| a.agent_id.clone());
-            self.metrics.agent_logouts.inc();
-            self.journal.record(
-                "agent.logout",
-                json!({ "dn": dn, "agent": agent_id, "cause": cause, "rule": "R4" }),
-            );
-            self.broadcast_dn(dn, event::agent_logout(None, dn, agent_id.as_deref()));
+            self.logout_agent(dn, cause, "R4");
         }
         let kind = self.plan.lookup(dn).map(|i| i.kind);
-        let state = self.dns.get_mut(dn);
-        if let (Some(DnKind::Pstn), Some(state)) = (kind, state) {
-            if state.clients.is_empty() && state.owner.is_some() {
-                // The last desktop registration is gone: a PSTN DN goes out of service and its
-                // ownership lapses (single node; the cluster's move rules are R8).
-                state.owner = None;
-                self.journal.record(
-                    "dn.out_of_service",
-                    json!({ "dn": dn, "cause": "no_tlib_registration" }),
-                );
-                self.journal.record(
-                    "ownership.released",
-                    json!({ "dn": dn, "node": &*self.node }),
-                );
-            }
+        let last_gone = self.dns.get(dn).is_some_and(|s| s.clients.is_empty());
+        if kind == Some(DnKind::Pstn) && last_gone && self.owns(dn) {
+            // The last desktop registration is gone: a PSTN DN goes out of service and its
+            // ownership lapses (a registration elsewhere asks for it under R8 instead).
+            self.journal.record(
+                "dn.out_of_service",
+                json!({ "dn": dn, "cause": "no_tlib_registration" }),
+            );
+            self.give_up_ownership(dn, None, "no_tlib_registration");
         }
+        self.sync_move_request(dn);
         self.forget_if_idle(dn);
     }
 
