@@ -2,8 +2,10 @@
 //! and simulators) from a topology file, in one process.
 //!
 //! * [`topology`] — the TOML topology, with the default of architecture §2 compiled in;
-//! * [`lab`] — starting and stopping every node of a topology.
+//! * [`lab`] — starting and stopping every node of a topology;
+//! * [`bench`] — benchmarks that run a lab and print figures (`drlab bench cluster`).
 
+pub mod bench;
 pub mod lab;
 pub mod topology;
 

@@ -1,4 +1,4 @@
-//! `drlab up`, `drlab topology --print`.
+//! `drlab up`, `drlab topology --print`, `drlab bench cluster`.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,11 @@ enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
+    /// Run a benchmark on an in-process lab (free ports) and print its figures.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
     /// Show or check a topology.
     Topology {
         /// Print the topology file (the embedded default unless --topology is given).
@@ -38,6 +43,22 @@ enum Command {
         /// Topology file to print or check.
         #[arg(long)]
         topology: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Ownership settle time after a partition heals, and TC-layer event relay latency.
+    Cluster {
+        /// PSTN DNs registered at ss1 while the DCs are cut (at most 20000).
+        #[arg(long, default_value_t = 10_000)]
+        dns: u32,
+        /// Agent state events per second for the relay latency.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        /// Seconds the relay latency runs.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
     },
 }
 
@@ -65,6 +86,17 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!("topology OK");
             }
+        }
+        Command::Bench {
+            which: Bench::Cluster { dns, rate, seconds },
+        } => {
+            let bench = drlab::bench::ClusterBench {
+                dns,
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+            };
+            let report = bench.run(|step| eprintln!("… {step}")).await?;
+            print!("{}", report.render());
         }
         Command::Up { topology, profile } => {
             nodekit::telemetry::init("info");
