@@ -363,21 +363,21 @@ async fn r9_no_unregister_no_move() {
 
 /// How a test cuts the TC layer between the DCs.
 enum Partition {
-    Builtin,
+    Builtin(FaultMode),
     Iptables(IptablesRules),
 }
 
 impl Partition {
     fn cut(&mut self, lab: &Lab) {
         match self {
-            Partition::Builtin => cut_dcs(lab, FaultMode::Drop),
+            Partition::Builtin(mode) => cut_dcs(lab, *mode),
             Partition::Iptables(rules) => rules.drop_tcp_between("127.0.11.0/24", "127.0.12.0/24"),
         }
     }
 
     fn heal(&mut self, lab: &Lab) {
         match self {
-            Partition::Builtin => heal_dcs(lab),
+            Partition::Builtin(_) => heal_dcs(lab),
             Partition::Iptables(rules) => rules.clear(),
         }
     }
@@ -442,7 +442,15 @@ async fn r10_scenario(lab: &Lab, partition: &mut Partition) {
 #[tokio::test]
 async fn r10_owner_unreachable_with_builtin_drop() {
     let lab = start_lab(|t| t).await;
-    r10_scenario(&lab, &mut Partition::Builtin).await;
+    r10_scenario(&lab, &mut Partition::Builtin(FaultMode::Drop)).await;
+    lab.shutdown().await;
+}
+
+/// The same with the built-in `reject` (RST at once instead of a silent loss).
+#[tokio::test]
+async fn r10_owner_unreachable_with_builtin_reject() {
+    let lab = start_lab(|t| t).await;
+    r10_scenario(&lab, &mut Partition::Builtin(FaultMode::Reject)).await;
     lab.shutdown().await;
 }
 
