@@ -151,6 +151,8 @@ pub struct NodeCore {
     /// Peer nodes' clients acting here, by (node, their client id).
     pub(crate) relayed_clients: HashMap<(Arc<str>, ClientId), ClientId>,
     pub(crate) next_relayed_client: ClientId,
+    /// The highest ownership epoch this node has seen or made (cluster/mod.rs).
+    pub(crate) epoch_clock: u64,
     /// DNs this node owns (the `drlab_owned_dns` gauge).
     pub(crate) owned: usize,
     /// Per peer, the DNs its ownership snapshot named so far (until its last part).
@@ -213,6 +215,7 @@ impl NodeCore {
             relayed_clients: HashMap::new(),
             next_relayed_client: RELAYED_CLIENT_BASE,
             owned: 0,
+            epoch_clock: 0,
             snapshot_rx: HashMap::new(),
             calls_snapshot_rx: HashMap::new(),
         })
@@ -435,6 +438,7 @@ impl NodeCore {
         self.links.clear();
         self.relayed_clients.clear();
         self.owned = 0;
+        self.epoch_clock = 0;
         self.snapshot_rx.clear();
         self.calls_snapshot_rx.clear();
         self.metrics.owned_dns.set(0);

@@ -3,7 +3,7 @@
 //! that live where they arrived with their events and control relayed (R11), and the
 //! resynchronisation after a heal.
 //!
-//! Ownership records carry an epoch. The node that takes, releases or hands over a DN bumps it
+//! Ownership records carry an epoch (a Lamport clock per node: past every epoch it has seen). The node that takes, releases or hands over a DN bumps it
 //! and tells every peer; every node keeps the record that ranks highest by (epoch, a claim over
 //! a release, the lower node name). That is a total order, so after a split brain every node
 //! settles on the same owner, and both sides of the conflict say so in their journals.
@@ -186,8 +186,11 @@ impl NodeCore {
     pub(crate) fn take_ownership(&mut self, dn: &str, cause: &str) {
         let node = self.node.clone();
         let state = self.dns.entry(dn.into()).or_default();
-        state.epoch += 1;
+        // Past every epoch this node has seen, so a DN whose record it forgot (idle DNs are
+        // dropped) still gets a record that outranks what other nodes remember.
+        state.epoch = state.epoch.max(self.epoch_clock) + 1;
         let epoch = state.epoch;
+        self.epoch_clock = epoch;
         self.change_owner(dn, Some(node.clone()));
         self.journal.record(
             "ownership.taken",
@@ -207,8 +210,11 @@ impl NodeCore {
         let Some(state) = self.dns.get_mut(dn) else {
             return;
         };
-        state.epoch += 1;
+        // Past every epoch this node has seen, so a DN whose record it forgot (idle DNs are
+        // dropped) still gets a record that outranks what other nodes remember.
+        state.epoch = state.epoch.max(self.epoch_clock) + 1;
         let epoch = state.epoch;
+        self.epoch_clock = epoch;
         self.change_owner(dn, to.clone());
         let node = self.node.clone();
         match &to {

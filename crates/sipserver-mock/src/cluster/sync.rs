@@ -147,6 +147,7 @@ impl NodeCore {
         let state = self.dns.entry(dn.into()).or_default();
         let current = precedence(state.epoch, state.owner.as_deref());
         let incoming = precedence(epoch, owner.as_deref());
+        self.epoch_clock = self.epoch_clock.max(epoch);
         let mine = state.owner.as_deref() == Some(&*me);
         if incoming > current {
             let to_me = owner.as_deref() == Some(&*me);

@@ -243,3 +243,23 @@ async fn a_cut_link_cancels_the_move_and_the_asker_takes_the_dn_after_heal() {
     assert_eq!(owner(&p.a, "8003").as_deref(), Some("ss3"));
     assert_eq!(owner(&p.b, "8003").as_deref(), Some("ss3"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_forgotten_dn_is_claimed_past_its_release() {
+    let mut p = Pair::new("ss1", "ss3");
+    p.connect();
+    let _a = client(&mut p.a, 1);
+    ask(&mut p.a, 1, Request::register_address("8004"));
+    ask(
+        &mut p.a,
+        1,
+        Request::UnregisterAddress { dn: "8004".into() },
+    );
+    p.pump();
+    // Released (epoch 2) and idle: ss1 keeps nothing about the DN.
+    assert!(!p.a.dns.contains_key("8004"));
+    ask(&mut p.a, 1, Request::register_address("8004"));
+    p.pump();
+    assert_eq!(p.a.dns["8004"].epoch, 3);
+    assert_eq!(owner(&p.b, "8004").as_deref(), Some("ss1"));
+}
