@@ -3,9 +3,11 @@
 //!
 //! * [`topology`] — the TOML topology, with the default of architecture §2 compiled in;
 //! * [`lab`] — starting and stopping every node of a topology;
+//! * [`fault`] — `drlab fault cut|heal` through the nodes' control planes;
 //! * [`bench`] — benchmarks that run a lab and print figures (`drlab bench cluster`).
 
 pub mod bench;
+pub mod fault;
 pub mod lab;
 pub mod topology;
 

@@ -1,4 +1,4 @@
-//! `drlab up`, `drlab topology --print`, `drlab bench cluster`.
+//! `drlab up`, `drlab topology --print`, `drlab fault cut|heal`, `drlab bench cluster`.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,14 @@ enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
+    /// Inject or remove faults in a running lab (`drlab up`) through its control planes.
+    Fault {
+        #[command(subcommand)]
+        action: Fault,
+        /// Topology the lab runs (default: the embedded one).
+        #[arg(long, global = true)]
+        topology: Option<PathBuf>,
+    },
     /// Run a benchmark on an in-process lab (free ports) and print its figures.
     Bench {
         #[command(subcommand)]
@@ -44,6 +52,20 @@ enum Command {
         #[arg(long)]
         topology: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum Fault {
+    /// Cut every TC link between two DCs, on both sides (`drlab fault cut dc1 dc2 --mode drop`).
+    Cut {
+        dc_a: String,
+        dc_b: String,
+        /// `drop` (silent blackhole; ADDP finds it) or `reject` (RST at once).
+        #[arg(long, default_value = "drop")]
+        mode: String,
+    },
+    /// Remove every fault rule of every SIP node.
+    Heal,
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,8 +98,16 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<(Topology, String)> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
+    // One line naming what went wrong, not a backtrace.
+    if let Err(e) = run(cli).await {
+        eprintln!("drlab: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Topology { print, topology } => {
             let (_, text) = load(topology.as_ref())?;
@@ -85,6 +115,19 @@ async fn main() -> anyhow::Result<()> {
                 print!("{text}");
             } else {
                 println!("topology OK");
+            }
+        }
+        Command::Fault { action, topology } => {
+            let (topology, _) = load(topology.as_ref())?;
+            let nodes = topology.node_configs(None).map_err(anyhow::Error::msg)?;
+            let lines = match action {
+                Fault::Cut { dc_a, dc_b, mode } => {
+                    drlab::fault::cut(&nodes, &dc_a, &dc_b, &mode).await?
+                }
+                Fault::Heal => drlab::fault::heal(&nodes).await?,
+            };
+            for line in lines {
+                println!("{line}");
             }
         }
         Command::Bench {
