@@ -1,0 +1,206 @@
+//! The JSON a desktop sees: REST resources and CometD notification bodies, shaped as in
+//! domain.md §3.3–§3.4. Pure functions of the device state; `base` is the node's
+//! `http://host:port` for `uri` fields.
+
+use serde_json::{json, Value};
+use tlib::AgentWorkMode;
+
+use crate::device::{AgentState, Call, Device, DeviceState};
+
+/// CometD channels (topics) of GWS API v2.
+pub mod channel {
+    pub const DEVICES: &str = "/v2/me/devices";
+    pub const CALLS: &str = "/v2/me/calls";
+    pub const CHANNELS: &str = "/v2/me/channels";
+    pub const SERVICES: &str = "/notifications/services";
+}
+
+/// WWE's system agent-state ids (domain.md §3.3, observed).
+const READY_ID: &str = "9430250E-0A1B-421F-B372-F29E69366DED";
+const NOT_READY_ID: &str = "900D55CC-2BB0-431F-8BF9-D3525B383BE6";
+const AFTER_CALL_WORK_ID: &str = "D3663509-3D82-4DD3-A82E-2EA8EFA02AEF";
+const AUX_WORK_ID: &str = "2B36138D-C564-4562-A8CB-3C32D564F296";
+const OFFLINE_ID: &str = "0F7F5003-EF26-4D13-A6EF-D0C7EC819BEB";
+
+/// `userState`.
+pub fn user_state(agent: &AgentState) -> Value {
+    match agent {
+        AgentState::LoggedOut => {
+            json!({"id": OFFLINE_ID, "displayName": "Logged Out", "state": "LoggedOut"})
+        }
+        AgentState::LoggedIn => json!({"displayName": "Logged In", "state": "LoggedIn"}),
+        AgentState::Ready => json!({"id": READY_ID, "displayName": "Ready", "state": "Ready"}),
+        AgentState::NotReady { work_mode, reason } => {
+            let (id, display) = match work_mode {
+                AgentWorkMode::AfterCallWork => (AFTER_CALL_WORK_ID, "After Call Work"),
+                AgentWorkMode::AuxWork => (AUX_WORK_ID, "Not Ready"),
+                _ => (NOT_READY_ID, "Not Ready"),
+            };
+            let mut v = json!({"id": id, "displayName": display, "state": "NotReady",
+                               "workMode": work_mode.as_str()});
+            if let Some(r) = reason {
+                v["reason"] = json!(r);
+            }
+            v
+        }
+    }
+}
+
+/// One element of `devices[]`. An inactive device has no `userState` (observed).
+pub fn device(d: &Device, base: &str) -> Value {
+    let mut v = json!({
+        "id": d.id,
+        "deviceState": match d.state { DeviceState::Active => "Active", DeviceState::Inactive => "Inactive" },
+        "phoneNumber": d.dn,
+        "e164Number": d.dn,
+        "telephonyNetwork": "Private",
+        "doNotDisturb": "Off",
+        "voiceEnvironmentUri": format!("{base}/api/v2/voice-environments/voice"),
+        "capabilities": ["DoNotDisturbOn", "ForwardCallsOn"],
+        "channels": ["voice"],
+        "dynamicPhoneNumber": "",
+        "uri": format!("{base}/api/v2/devices/{}", d.id),
+        "path": format!("/devices/{}", d.id),
+    });
+    if d.state == DeviceState::Active {
+        v["userState"] = user_state(&d.agent);
+    }
+    v
+}
+
+/// One element of `calls[]`.
+pub fn call(c: &Call, d: &Device, base: &str) -> Value {
+    let other = c.other_dn.as_deref().or(c.ani.as_deref()).unwrap_or("");
+    let call_type = c.call_type.map(|t| t.as_str()).unwrap_or("Unknown");
+    json!({
+        "id": c.id,
+        "state": c.state.as_str(),
+        "callUuid": c.id,
+        "connId": c.conn_id.to_string(),
+        "deviceUri": format!("{base}/api/v2/devices/{}", d.id),
+        "participants": [{"e164Number": "", "formattedPhoneNumber": other, "phoneNumber": other, "digits": other}],
+        "ani": c.ani,
+        "dnis": c.dnis,
+        "callType": call_type,
+        "capabilities": c.capabilities(),
+        "userData": c.user_data,
+        "duration": "0",
+        "mute": "Off",
+        "supervisorListeningIn": false,
+        "monitoredUserMuted": false,
+        "monitoring": false,
+        "uri": format!("{base}/api/v2/me/calls/{}", c.id),
+        "path": format!("/calls/{}", c.id),
+    })
+}
+
+/// `DeviceStateChangeMessage` on `/v2/me/devices`.
+pub fn device_state_change(d: &Device, base: &str) -> Value {
+    json!({"messageType": "DeviceStateChangeMessage", "devices": [device(d, base)]})
+}
+
+/// `CallStateChangeMessage` on `/v2/me/calls`.
+pub fn call_state_change(c: &Call, d: &Device, base: &str) -> Value {
+    json!({
+        "messageType": "CallStateChangeMessage",
+        "notificationType": "StatusChange",
+        "call": call(c, d, base),
+        "phoneNumber": d.dn,
+        "extensions": c.extensions,
+    })
+}
+
+/// `ChannelStateChangeMessage` on `/v2/me/channels`: the voice channel and its agent state.
+/// An inactive device's channel is out of service.
+pub fn channel_state_change(d: &Device) -> Value {
+    let user_state = match d.state {
+        DeviceState::Active => user_state(&d.agent),
+        DeviceState::Inactive => json!({"displayName": "Out Of Service", "state": "OutOfService"}),
+    };
+    json!({"messageType": "ChannelStateChangeMessage",
+           "channels": [{"channel": "voice", "userState": user_state, "dndState": "Off"}]})
+}
+
+/// `ErrorMessage` on `/v2/me/devices` (observed shape, plus the T-Library error).
+pub fn error(d: &Device, code: u32, text: &str, base: &str) -> Value {
+    json!({
+        "messageType": "ErrorMessage",
+        "devicePath": format!("/devices/{}", d.id),
+        "deviceUri": format!("{base}/api/v2/devices/{}", d.id),
+        "errorCode": code,
+        "errorMessage": text,
+    })
+}
+
+/// One element of `GET /api/v2/services`: the SIP node as the `Voice` service.
+pub fn service(name: &str, active: bool, base: &str) -> Value {
+    json!({
+        "id": name,
+        "name": name,
+        "type": "Voice",
+        "state": if active { "Active" } else { "Inactive" },
+        "uri": format!("{base}/api/v2/services/{name}"),
+        "path": format!("/services/{name}"),
+    })
+}
+
+/// `ServiceStateChangeMessage` on `/notifications/services` (an [I] shape: GWS 8.5 names the
+/// channel, the v3 API calls it `ServiceStateChanged` with VOICE / UNAVAILABLE).
+pub fn service_state_change(name: &str, active: bool, base: &str) -> Value {
+    json!({"messageType": "ServiceStateChangeMessage", "service": service(name, active, base)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::CallState;
+    use tlib::{CallType, ConnId, KvList};
+
+    #[test]
+    fn device_message_matches_the_observed_shape() {
+        let mut d = Device::new("5005");
+        let v = device_state_change(&d, "http://gws:8090");
+        assert_eq!(v["messageType"], "DeviceStateChangeMessage");
+        assert_eq!(v["devices"][0]["deviceState"], "Inactive");
+        assert!(v["devices"][0].get("userState").is_none());
+        d.state = DeviceState::Active;
+        d.agent = AgentState::NotReady {
+            work_mode: AgentWorkMode::AuxWork,
+            reason: Some("Lunch".into()),
+        };
+        let v = device_state_change(&d, "http://gws:8090");
+        let u = &v["devices"][0]["userState"];
+        assert_eq!(u["state"], "NotReady");
+        assert_eq!(u["workMode"], "AuxWork");
+        assert_eq!(u["reason"], "Lunch");
+        assert_eq!(v["devices"][0]["phoneNumber"], "5005");
+        assert_eq!(channel_state_change(&d)["channels"][0]["channel"], "voice");
+    }
+
+    #[test]
+    fn call_message_matches_the_observed_shape() {
+        let d = Device::new("1002");
+        let c = Call {
+            id: "u1".into(),
+            conn_id: ConnId(0x006c03a7194aa020),
+            state: CallState::Ringing,
+            ani: Some("1003".into()),
+            dnis: Some("1002".into()),
+            other_dn: None,
+            call_type: Some(CallType::Internal),
+            extensions: KvList::new(),
+            user_data: KvList::new(),
+        };
+        let v = call_state_change(&c, &d, "http://gws:8090");
+        assert_eq!(v["notificationType"], "StatusChange");
+        assert_eq!(v["call"]["connId"], "006c03a7194aa020");
+        assert_eq!(v["call"]["participants"][0]["phoneNumber"], "1003");
+        assert_eq!(v["call"]["callType"], "Internal");
+        assert_eq!(v["call"]["capabilities"][0], "Answer");
+        assert_eq!(v["call"]["uri"], "http://gws:8090/api/v2/me/calls/u1");
+        assert_eq!(v["phoneNumber"], "1002");
+        let s = service_state_change("ss1", false, "http://gws:8090");
+        assert_eq!(s["service"]["type"], "Voice");
+        assert_eq!(s["service"]["state"], "Inactive");
+    }
+}

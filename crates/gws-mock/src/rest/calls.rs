@@ -1,0 +1,153 @@
+//! Call control: `POST /api/v2/me/calls/{id}` (Answer, Hangup, Hold, Retrieve — allowed when in
+//! the call's `capabilities`) and `POST /api/v2/me/devices/{id}/calls` (Dial).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tlib::{MakeCallType, Request};
+
+use super::auth::{authenticate, respond};
+use super::body::Operation;
+use super::error::ApiError;
+use super::tlib_call;
+use crate::ctx::Ctx;
+use crate::device::CallOperation;
+
+/// `POST /api/v2/me/calls/{id}`.
+pub async fn control(
+    State(ctx): State<Arc<Ctx>>,
+    Path(call_id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let op = match Operation::parse(
+        body,
+        ctx.cfg.max_body_bytes,
+        &["Answer", "Hangup", "Hold", "Retrieve"],
+    ) {
+        Ok(op) => op,
+        Err(e) => return e.into_response(),
+    };
+    let Some(operation) = CallOperation::from_name(&op.name) else {
+        return ApiError::validation(format!("Unsupported operationName '{}'", op.name))
+            .into_response();
+    };
+    let authed = match authenticate(&ctx, &method, &headers) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let target = {
+        let st = ctx.state();
+        let Some(s) = st.sessions.get(&authed.sid) else {
+            return ApiError::access_denied().into_response();
+        };
+        match s.device.call(&call_id) {
+            None => Err(ApiError::not_found(format!("Call '{call_id}' not found"))),
+            Some(c) if !c.allows(operation) => Err(ApiError::invalid_state(format!(
+                "Operation '{}' is not allowed for a call in state {}",
+                operation.as_str(),
+                c.state.as_str()
+            ))),
+            Some(c) => Ok((s.user.dn.clone(), c.conn_id)),
+        }
+    };
+    let (dn, conn_id) = match target {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let request = match operation {
+        CallOperation::Answer => Request::AnswerCall {
+            dn: dn.clone(),
+            conn_id,
+        },
+        CallOperation::Hangup => Request::ReleaseCall {
+            dn: dn.clone(),
+            conn_id,
+        },
+        CallOperation::Hold => Request::HoldCall {
+            dn: dn.clone(),
+            conn_id,
+        },
+        CallOperation::Retrieve => Request::RetrieveCall {
+            dn: dn.clone(),
+            conn_id,
+        },
+    };
+    // Answer has no response event of its own at the SIP node (the phone answers, then
+    // EventEstablished comes): the result is on CometD, as GWS's statusCode 0 means.
+    if operation == CallOperation::Answer {
+        return match ctx.tlib() {
+            Some(client) => match client
+                .send(request.to_message(client.next_reference_id()))
+                .await
+            {
+                Ok(()) => respond(&ctx, &authed, &method, json!({"statusCode": 0})),
+                Err(e) => ApiError::internal(format!("Voice service error: {e}")).into_response(),
+            },
+            None => ApiError::internal("Voice service is unavailable").into_response(),
+        };
+    }
+    match tlib_call::send(&ctx, &authed.sid, &dn, request).await {
+        Ok(_) => respond(&ctx, &authed, &method, json!({"statusCode": 0})),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/v2/me/devices/{id}/calls` Dial `{"destination": {"phoneNumber": …}}`.
+pub async fn dial(
+    State(ctx): State<Arc<Ctx>>,
+    Path(device_id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let op = match Operation::parse(body, ctx.cfg.max_body_bytes, &["Dial"]) {
+        Ok(op) => op,
+        Err(e) => return e.into_response(),
+    };
+    let destination = match op.fields.get("destination").map(|d| d.get("phoneNumber")) {
+        None | Some(None) | Some(Some(Value::Null)) => {
+            return ApiError::missing("destination.phoneNumber").into_response()
+        }
+        Some(Some(Value::String(n))) if !n.is_empty() && n.len() <= 64 => n.clone(),
+        Some(Some(_)) => {
+            return ApiError::validation("'destination.phoneNumber' must be a phone number")
+                .into_response()
+        }
+    };
+    let user_data = match op.fields.get("userData") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(kv)) => Some(kv.clone()),
+        Some(_) => return ApiError::validation("'userData' must be an object").into_response(),
+    };
+    let authed = match authenticate(&ctx, &method, &headers) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let dn = {
+        let st = ctx.state();
+        let Some(s) = st.sessions.get(&authed.sid) else {
+            return ApiError::access_denied().into_response();
+        };
+        if s.device.id != device_id {
+            return ApiError::not_found(format!("Device '{device_id}' not found")).into_response();
+        }
+        s.user.dn.clone()
+    };
+    let request = Request::MakeCall {
+        dn: dn.clone(),
+        destination,
+        make_call_type: MakeCallType::Regular,
+        user_data,
+    };
+    match tlib_call::send(&ctx, &authed.sid, &dn, request).await {
+        Ok(_) => respond(&ctx, &authed, &method, json!({"statusCode": 0})),
+        Err(e) => e.into_response(),
+    }
+}
