@@ -146,9 +146,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (topology, _) = load(topology.as_ref())?;
             let lab = Lab::start(&topology, profile.as_deref()).await?;
             println!(
-                "drlab up ({} profile): {} SIP nodes\n",
+                "drlab up ({} profile): {} SIP nodes, {} GWS nodes\n",
                 profile.as_deref().unwrap_or("default"),
-                lab.sip_nodes.len()
+                lab.sip_nodes.len(),
+                lab.gws_nodes.len()
             );
             print!("{}", lab.endpoint_table());
             println!("\nCtrl-C stops the lab.");

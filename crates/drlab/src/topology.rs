@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use gws_mock::GwsConfig;
 use serde::{Deserialize, Serialize};
 use sipserver_mock::{AddpSettings, AgentOptions, DnRange, NodeConfig, RegistrarConfig};
 
@@ -28,6 +29,9 @@ pub struct Topology {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pstn_gateway: Option<std::net::SocketAddr>,
     pub sip_nodes: Vec<SipNodeSpec>,
+    /// GWS API nodes, each with its ordered list of SIP nodes.
+    #[serde(default)]
+    pub gws_nodes: Vec<GwsNodeSpec>,
 }
 
 /// Protocol timers (scenarios.md §0).
@@ -48,6 +52,25 @@ pub struct Timers {
     /// SIP T1 (RFC 3261): retransmissions start at T1, transactions give up after 64·T1.
     #[serde(with = "nodekit::duration")]
     pub sip_t1: Duration,
+    /// GWS: a desktop session with no request for this long ends (its DN is unregistered).
+    #[serde(with = "nodekit::duration", default = "default_session_timeout")]
+    pub gws_session_timeout: Duration,
+    /// GWS: how long a CometD `/meta/connect` is held before an empty answer.
+    #[serde(with = "nodekit::duration", default = "default_cometd_timeout")]
+    pub cometd_timeout: Duration,
+    /// GWS: the longest wait between reconnect attempts to its SIP nodes.
+    #[serde(with = "nodekit::duration", default = "default_gws_reconnect_max")]
+    pub gws_reconnect_max: Duration,
+}
+
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(1800)
+}
+fn default_cometd_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_gws_reconnect_max() -> Duration {
+    Duration::from_secs(20)
 }
 
 /// Genesys options shared by every SIP node.
@@ -81,6 +104,23 @@ pub struct SipNodeSpec {
     pub tlib_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tc_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_token: Option<String>,
+}
+
+/// One GWS API node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GwsNodeSpec {
+    pub name: String,
+    pub dc: String,
+    pub address: IpAddr,
+    /// SIP nodes by name, in the order the node tries them.
+    pub sip_nodes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,10 +173,70 @@ impl Topology {
                 ));
             }
         }
-        for node in self.node_configs(None)? {
+        let sip = self.node_configs(None)?;
+        for node in &sip {
             node.validate()?;
         }
+        for (i, gws) in self.gws_nodes.iter().enumerate() {
+            if !names.insert(gws.name.as_str()) {
+                return Err(format!(
+                    "field `gws_nodes[{i}].name`: `{}` is used twice",
+                    gws.name
+                ));
+            }
+            if gws.sip_nodes.is_empty() {
+                return Err(format!(
+                    "field `gws_nodes[{i}].sip_nodes`: at least one SIP node is needed"
+                ));
+            }
+        }
+        for gws in self.gws_configs(None, &sip)? {
+            gws.validate()
+                .map_err(|e| format!("gws node {}: {e}", gws.name))?;
+        }
         Ok(())
+    }
+
+    /// One `GwsConfig` per GWS node, with `profile`'s timers, pointed at the T-Lib ports of the
+    /// SIP nodes as `sip` says (after start, the ports they bound).
+    pub fn gws_configs(
+        &self,
+        profile: Option<&str>,
+        sip: &[NodeConfig],
+    ) -> Result<Vec<GwsConfig>, String> {
+        let timers = self.timers(profile)?;
+        self.gws_nodes
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let mut c = GwsConfig::new(&spec.name, &spec.dc, spec.address);
+                c.http_port = spec.http_port.unwrap_or(c.http_port);
+                c.control_port = spec.control_port.unwrap_or(c.control_port);
+                c.control_token = spec.control_token.clone();
+                for name in &spec.sip_nodes {
+                    let node = sip.iter().find(|n| &n.name == name).ok_or_else(|| {
+                        format!("field `gws_nodes[{i}].sip_nodes`: no SIP node `{name}`")
+                    })?;
+                    c.sip_nodes.push(gws_mock::config::SipNodeRef {
+                        name: name.clone(),
+                        tlib: node.tlib_addr(),
+                    });
+                }
+                c.session_timeout = timers.gws_session_timeout;
+                c.cometd.timeout = timers.cometd_timeout;
+                c.cometd.max_interval = c.cometd.max_interval.max(timers.cometd_timeout * 2);
+                c.addp.interval = timers.addp_interval;
+                c.addp.timeout = timers.addp_timeout;
+                c.reconnect.max_backoff = timers.gws_reconnect_max;
+                c.reconnect.initial_backoff =
+                    c.reconnect.initial_backoff.min(timers.gws_reconnect_max);
+                c.reconnect.connect_timeout = c
+                    .reconnect
+                    .connect_timeout
+                    .min(timers.gws_reconnect_max * 2);
+                Ok(c)
+            })
+            .collect()
     }
 
     /// The timers of `profile` (None: the file's `[timers]`).
@@ -195,6 +295,10 @@ impl Topology {
             n.tc_port = Some(0);
             n.control_port = Some(0);
         }
+        for g in &mut self.gws_nodes {
+            g.http_port = Some(0);
+            g.control_port = Some(0);
+        }
         self
     }
 }
@@ -228,10 +332,22 @@ mod tests {
             nodes[0].options.ownership_move_delay,
             Duration::from_secs(30)
         );
+        let gws = t.gws_configs(None, &nodes).unwrap();
+        let gws1 = &gws[0];
+        assert_eq!(gws1.http_addr().to_string(), "127.0.1.11:8090");
+        let order: Vec<&str> = gws1.sip_nodes.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(order, ["ss1", "ss2"]);
+        assert_eq!(gws1.sip_nodes[0].tlib.to_string(), "127.0.1.1:3000");
+        assert_eq!(gws[2].sip_nodes[0].name, "ss3");
         let fast = t.node_configs(Some("fast")).unwrap();
         assert_eq!(fast[0].options.ownership_move_delay, Duration::from_secs(1));
         assert_eq!(fast[0].addp.timeout, Duration::from_millis(600));
         assert!(t.node_configs(Some("turbo")).unwrap_err().contains("turbo"));
+        let fast_gws = t.gws_configs(Some("fast"), &fast).unwrap();
+        assert_eq!(fast_gws[0].session_timeout, Duration::from_secs(2));
+        let bad =
+            DEFAULT_TOPOLOGY.replace("sip_nodes = [\"ss3\", \"ss4\"]", "sip_nodes = [\"ss9\"]");
+        assert!(Topology::parse(&bad).unwrap_err().contains("ss9"));
     }
 
     #[test]
