@@ -10,6 +10,8 @@ use tlib::AgentWorkMode;
 
 use crate::users::{UserEntry, UserRange};
 
+pub use nodekit::AddpSettings;
+
 /// Everything one GWS API node needs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,34 +124,6 @@ impl Default for CometdSettings {
             max_batch: 64,
             max_subscriptions: 32,
             max_clients_per_session: 4,
-        }
-    }
-}
-
-/// ADDP keepalive timers of the T-Lib link.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddpSettings {
-    #[serde(with = "nodekit::duration")]
-    pub interval: Duration,
-    #[serde(with = "nodekit::duration")]
-    pub timeout: Duration,
-}
-
-impl Default for AddpSettings {
-    fn default() -> Self {
-        AddpSettings {
-            interval: Duration::from_secs(5),
-            timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl AddpSettings {
-    pub fn to_tlib(self) -> tlib::AddpConfig {
-        tlib::AddpConfig {
-            interval: self.interval,
-            timeout: self.timeout,
         }
     }
 }

@@ -3,12 +3,14 @@
 //! set-up. Each node type implements [`ControlTarget`]; the same operations back the HTTP
 //! endpoints and the in-process `NodeHandle`s, so local and remote control behave alike.
 
+pub mod addp;
 pub mod control;
 pub mod duration;
 pub mod journal;
 pub mod metrics;
 pub mod telemetry;
 
+pub use addp::AddpSettings;
 pub use control::{serve_control, serve_control_on, ControlServer, ControlTarget};
 pub use journal::{Entry, Journal};
 pub use metrics::Metrics;

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::dn::DnRange;
 
+pub use nodekit::AddpSettings;
+
 /// Everything one SIP Cluster node needs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,34 +112,6 @@ impl Default for AgentOptions {
             wrap_up_time: Duration::from_secs(10),
             wrap_up_untimed: false,
             ownership_move_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-/// ADDP keepalive on T-Lib and TC links.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AddpSettings {
-    #[serde(with = "nodekit::duration")]
-    pub interval: Duration,
-    #[serde(with = "nodekit::duration")]
-    pub timeout: Duration,
-}
-
-impl Default for AddpSettings {
-    fn default() -> Self {
-        AddpSettings {
-            interval: Duration::from_secs(5),
-            timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl AddpSettings {
-    pub fn to_tlib(self) -> tlib::AddpConfig {
-        tlib::AddpConfig {
-            interval: self.interval,
-            timeout: self.timeout,
         }
     }
 }

@@ -449,4 +449,4 @@ impl NodeCore {
 
 #[cfg(test)]
 #[path = "core_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -25,17 +25,17 @@ fn core() -> NodeCore {
     .unwrap()
 }
 
-fn client(core: &mut NodeCore, id: u64) -> mpsc::Receiver<Message> {
+pub(crate) fn client(core: &mut NodeCore, id: u64) -> mpsc::Receiver<Message> {
     let (tx, rx) = mpsc::channel(64);
     core.client_up(id, "127.0.0.1:40000".parse().unwrap(), tx);
     rx
 }
 
-fn ask(core: &mut NodeCore, id: u64, req: Request) {
+pub(crate) fn ask(core: &mut NodeCore, id: u64, req: Request) {
     core.client_message(id, Ok(req.to_message(Some(1))));
 }
 
-fn names(rx: &mut mpsc::Receiver<Message>) -> Vec<MessageName> {
+pub(crate) fn names(rx: &mut mpsc::Receiver<Message>) -> Vec<MessageName> {
     let mut out = Vec::new();
     while let Ok(m) = rx.try_recv() {
         out.push(m.name);

@@ -16,26 +16,6 @@ use super::RemoteCall;
 /// A relayed request passes through at most this many nodes (views that disagree for a moment
 /// must not bounce a request forever).
 const MAX_HOPS: u8 = 3;
-/// The DN a request is about, if it is about one.
-fn request_dn(request: &Request) -> Option<&str> {
-    match request {
-        Request::RegisterClient { .. } | Request::QueryServer => None,
-        Request::RegisterAddress { dn, .. }
-        | Request::UnregisterAddress { dn }
-        | Request::QueryAddress { dn, .. }
-        | Request::AgentLogin { dn, .. }
-        | Request::AgentLogout { dn, .. }
-        | Request::AgentReady { dn, .. }
-        | Request::AgentNotReady { dn, .. }
-        | Request::MakeCall { dn, .. }
-        | Request::AnswerCall { dn, .. }
-        | Request::ReleaseCall { dn, .. }
-        | Request::ClearCall { dn, .. }
-        | Request::HoldCall { dn, .. }
-        | Request::RetrieveCall { dn, .. } => Some(dn),
-    }
-}
-
 /// `EventReleased` for a call known only by its latest event (or by DN and ConnID).
 pub(super) fn released_event(dn: &str, conn: ConnId, last: Option<&Message>) -> Message {
     match last {
@@ -58,7 +38,7 @@ impl NodeCore {
         msg: &Message,
         hops: u8,
     ) -> bool {
-        let Some(dn) = request_dn(request) else {
+        let Some(dn) = request.dn() else {
             return false;
         };
         if self.plan.lookup(dn).is_none() {

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nodekit::Journal;
-use tlib::{Message, MessageName, Request};
+use tlib::{MessageName, Request};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::precedence;
 use crate::config::NodeConfig;
+use crate::core::tests::{ask, client, names};
 use crate::core::NodeCore;
 use crate::metrics::NodeMetrics;
 use crate::tc::TcMessage;
@@ -91,24 +92,6 @@ impl Pair {
             }
         }
     }
-}
-
-fn client(core: &mut NodeCore, id: u64) -> mpsc::Receiver<Message> {
-    let (tx, rx) = mpsc::channel(256);
-    core.client_up(id, "127.0.0.1:40000".parse().unwrap(), tx);
-    rx
-}
-
-fn ask(core: &mut NodeCore, id: u64, req: Request) {
-    core.client_message(id, Ok(req.to_message(Some(7))));
-}
-
-fn names(rx: &mut mpsc::Receiver<Message>) -> Vec<MessageName> {
-    let mut out = Vec::new();
-    while let Ok(m) = rx.try_recv() {
-        out.push(m.name);
-    }
-    out
 }
 
 fn owner(core: &NodeCore, dn: &str) -> Option<String> {
