@@ -3,7 +3,8 @@
 use std::fmt::Write;
 
 use anyhow::Context;
-use gws_mock::GwsNode;
+use gws_mock::{GwsConfig, GwsNode};
+use proxy::ProxyHandle;
 use sipserver_mock::{NodeConfig, SipNode};
 
 use crate::topology::Topology;
@@ -12,6 +13,20 @@ use crate::topology::Topology;
 pub struct Lab {
     pub sip_nodes: Vec<SipNode>,
     pub gws_nodes: Vec<GwsNode>,
+    /// Taken out on shutdown (a proxy handle stops by value).
+    proxies: tokio::sync::Mutex<Vec<ProxyHandle>>,
+    /// The proxies' names and bound addresses (HTTP, control), for tests and the endpoint table.
+    pub proxy_endpoints: Vec<ProxyEndpoint>,
+}
+
+/// Where a running proxy listens.
+#[derive(Clone, Debug)]
+pub struct ProxyEndpoint {
+    pub name: String,
+    pub dc: String,
+    pub http: std::net::SocketAddr,
+    pub control: Option<std::net::SocketAddr>,
+    pub upstreams: Vec<String>,
 }
 
 impl Lab {
@@ -44,10 +59,39 @@ impl Lab {
                 .with_context(|| format!("starting {name}"))?;
             gws_nodes.push(node);
         }
+        // Proxies last: their upstreams are the GWS nodes' bound ports.
+        let bound: Vec<GwsConfig> = gws_nodes.iter().map(|n| n.config().clone()).collect();
+        let proxy_configs = topology
+            .proxy_configs(profile, &bound)
+            .map_err(anyhow::Error::msg)?;
+        let mut proxies = Vec::with_capacity(proxy_configs.len());
+        let mut proxy_endpoints = Vec::with_capacity(proxy_configs.len());
+        for (config, spec) in proxy_configs.into_iter().zip(&topology.proxies) {
+            let upstreams = spec.gws_nodes.clone();
+            let name = config.name.clone();
+            let handle = proxy::start(config)
+                .await
+                .with_context(|| format!("starting {name}"))?;
+            proxy_endpoints.push(ProxyEndpoint {
+                name,
+                dc: spec.dc.clone(),
+                http: handle.local_addr(),
+                control: handle.control_addr(),
+                upstreams,
+            });
+            proxies.push(handle);
+        }
         Ok(Lab {
             sip_nodes,
             gws_nodes,
+            proxies: tokio::sync::Mutex::new(proxies),
+            proxy_endpoints,
         })
+    }
+
+    /// A proxy's endpoints by name.
+    pub fn proxy(&self, name: &str) -> Option<&ProxyEndpoint> {
+        self.proxy_endpoints.iter().find(|p| p.name == name)
     }
 
     /// A GWS node by name.
@@ -104,10 +148,31 @@ impl Lab {
                 );
             }
         }
+        if !self.proxy_endpoints.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:<10} {:<4} {:<30} {:<18} {:<26}",
+                "proxy", "dc", "HTTP (desktops)", "GWS nodes", "control"
+            );
+            for p in &self.proxy_endpoints {
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<4} {:<30} {:<18} {:<26}",
+                    p.name,
+                    p.dc,
+                    format!("http://{}", p.http),
+                    p.upstreams.join(", "),
+                    p.control.map(|c| format!("http://{c}")).unwrap_or_default(),
+                );
+            }
+        }
         out
     }
 
     pub async fn shutdown(&self) {
+        for p in self.proxies.lock().await.drain(..) {
+            p.shutdown().await;
+        }
         for g in &self.gws_nodes {
             g.shutdown().await;
         }

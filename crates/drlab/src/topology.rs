@@ -32,6 +32,9 @@ pub struct Topology {
     /// GWS API nodes, each with its ordered list of SIP nodes.
     #[serde(default)]
     pub gws_nodes: Vec<GwsNodeSpec>,
+    /// NGINX-like proxies in front of GWS nodes (one per DC by default).
+    #[serde(default)]
+    pub proxies: Vec<ProxySpec>,
 }
 
 /// Protocol timers (scenarios.md §0).
@@ -127,6 +130,30 @@ pub struct GwsNodeSpec {
     pub control_token: Option<String>,
 }
 
+/// One proxy and the GWS nodes behind it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySpec {
+    pub name: String,
+    pub dc: String,
+    pub address: IpAddr,
+    /// GWS nodes by name: the upstream group.
+    pub gws_nodes: Vec<String>,
+    /// Stickiness of the group (`learn` on JSESSIONID, as GWS docs require affinity).
+    #[serde(default = "default_sticky")]
+    pub sticky: proxy::Sticky,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_token: Option<String>,
+}
+
+fn default_sticky() -> proxy::Sticky {
+    proxy::Sticky::Learn
+}
+
 impl Topology {
     /// The embedded default.
     pub fn embedded() -> Self {
@@ -190,11 +217,70 @@ impl Topology {
                 ));
             }
         }
-        for gws in self.gws_configs(None, &sip)? {
-            gws.validate()
-                .map_err(|e| format!("gws node {}: {e}", gws.name))?;
+        let gws = self.gws_configs(None, &sip)?;
+        for g in &gws {
+            g.validate()
+                .map_err(|e| format!("gws node {}: {e}", g.name))?;
         }
+        for (i, p) in self.proxies.iter().enumerate() {
+            if !names.insert(p.name.as_str()) {
+                return Err(format!(
+                    "field `proxies[{i}].name`: `{}` is used twice",
+                    p.name
+                ));
+            }
+        }
+        self.proxy_configs(None, &gws)?;
         Ok(())
+    }
+
+    /// One proxy `Config` per proxy, its upstream group pointed at the GWS nodes' HTTP ports as
+    /// `gws` says (after start, the ports they bound).
+    pub fn proxy_configs(
+        &self,
+        profile: Option<&str>,
+        gws: &[GwsConfig],
+    ) -> Result<Vec<proxy::Config>, String> {
+        let timers = self.timers(profile)?;
+        self.proxies
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let mut servers = Vec::with_capacity(spec.gws_nodes.len());
+                for name in &spec.gws_nodes {
+                    let g = gws.iter().find(|g| &g.name == name).ok_or_else(|| {
+                        format!("field `proxies[{i}].gws_nodes`: no GWS node `{name}`")
+                    })?;
+                    let mut server = proxy::ServerConfig::new(g.http_addr().to_string());
+                    server.name = Some(name.clone());
+                    servers.push(server);
+                }
+                if servers.is_empty() {
+                    return Err(format!(
+                        "field `proxies[{i}].gws_nodes`: at least one GWS node is needed"
+                    ));
+                }
+                let listen =
+                    std::net::SocketAddr::new(spec.address, spec.http_port.unwrap_or(8080));
+                let mut c = proxy::Config::new(listen, servers);
+                c.name = spec.name.clone();
+                c.control = Some(std::net::SocketAddr::new(
+                    spec.address,
+                    spec.control_port.unwrap_or(9000),
+                ));
+                c.control_token = spec.control_token.clone();
+                c.proxy_bind = Some(spec.address);
+                // CometD long-polls are held for `cometd_timeout`; the proxy must wait longer.
+                c.proxy_read_timeout = c.proxy_read_timeout.max(timers.cometd_timeout * 2);
+                if let Some(group) = c.upstreams.first_mut() {
+                    group.name = "gws".into();
+                    group.sticky = spec.sticky;
+                }
+                c.validate()
+                    .map_err(|e| format!("field `proxies[{i}]`: {e}"))?;
+                Ok(c)
+            })
+            .collect()
     }
 
     /// One `GwsConfig` per GWS node, with `profile`'s timers, pointed at the T-Lib ports of the
@@ -299,6 +385,10 @@ impl Topology {
             g.http_port = Some(0);
             g.control_port = Some(0);
         }
+        for p in &mut self.proxies {
+            p.http_port = Some(0);
+            p.control_port = Some(0);
+        }
         self
     }
 }
@@ -343,6 +433,13 @@ mod tests {
         assert_eq!(fast[0].options.ownership_move_delay, Duration::from_secs(1));
         assert_eq!(fast[0].addp.timeout, Duration::from_millis(600));
         assert!(t.node_configs(Some("turbo")).unwrap_err().contains("turbo"));
+        let proxies = t.proxy_configs(None, &gws).unwrap();
+        assert_eq!(proxies[0].listen.to_string(), "127.0.1.10:8080");
+        assert_eq!(proxies[0].upstreams[0].sticky, proxy::Sticky::Learn);
+        assert_eq!(
+            proxies[1].upstreams[0].servers[0].address,
+            "127.0.2.11:8090"
+        );
         let fast_gws = t.gws_configs(Some("fast"), &fast).unwrap();
         assert_eq!(fast_gws[0].session_timeout, Duration::from_secs(2));
         let bad =
