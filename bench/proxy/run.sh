@@ -3,17 +3,20 @@
 # front of the SAME upstream (an nginx `return 200 "ok\n"` on 127.0.7.1:8081), same run.
 # See bench/proxy/README.md.
 #
-#   bench/proxy/run.sh [--conns 50,200] [--duration 10] [--warmup 3] [--threads N] [--no-build]
+#   bench/proxy/run.sh [--conns 50,200] [--duration 10] [--warmup 3] [--rounds N] [--workers N]
+#                      [--access-log] [--no-build]
 #
 #   --conns LIST     wrk connection counts, one round each (default 50,200)
 #   --duration S     measured wrk run per proxy and round (default 10)
 #   --warmup S       unmeasured wrk run before each measured one (default 3)
-#   --threads N      TOKIO_WORKER_THREADS for our proxy (default 1, to match nginx's 1 worker;
-#                    the binary has no flag: it uses #[tokio::main], i.e. one thread per CPU
-#                    unless TOKIO_WORKER_THREADS is set; 0 = leave it unset)
+#   --rounds N       measured runs per proxy and connection count, alternating which proxy goes
+#                    first (default 3); the table gives the median of each figure, since other
+#                    jobs on a shared machine move single runs a lot
+#   --workers N      worker_processes of both proxies (default 1): nginx runs N single-threaded
+#                    worker processes, ours N runtime threads (1 = one single-threaded event loop)
 #   --access-log     keep our proxy's per-request INFO log line (default: RUST_LOG=warn, the
 #                    equivalent of nginx `access_log off`; the log costs roughly a third of req/s)
-#   --no-build       use the existing target/release/proxy
+#   --no-build       use the existing $CARGO_TARGET_DIR/release/proxy (default target/)
 #
 # Must run as root (apt-get for missing nginx/wrk). Raw wrk outputs and configs go to
 # bench-out/proxy/<timestamp>/. Everything it starts is killed on exit.
@@ -24,7 +27,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 CONNS=50,200
 DURATION=10
 WARMUP=3
-THREADS=1
+ROUNDS=3
+WORKERS=1
 BUILD=1
 RUSTLOG=warn
 while [ $# -gt 0 ]; do
@@ -32,7 +36,8 @@ while [ $# -gt 0 ]; do
         --conns) CONNS=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
         --warmup) WARMUP=$2; shift 2 ;;
-        --threads) THREADS=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
+        --workers) WORKERS=$2; shift 2 ;;
         --access-log) RUSTLOG=info; shift ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -62,7 +67,10 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release -p proxy)
 fi
-PROXY=$ROOT/target/release/proxy
+# Same place cargo puts it: honour CARGO_TARGET_DIR (relative to the workspace, as cargo does).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+PROXY=$TARGET_DIR/release/proxy
 [ -x "$PROXY" ] || { echo "missing $PROXY (build it or drop --no-build)" >&2; exit 1; }
 
 OUT=$ROOT/bench-out/proxy/$(date -u +%Y%m%dT%H%M%SZ)
@@ -87,13 +95,15 @@ wait_port() { # host:port
 }
 
 # --- nginx instances (each its own prefix and temp dirs) --------------------------------------
-nginx_conf() { # dir, http-block body
-    local dir=$1 body=$2
+nginx_conf() { # dir, worker processes, http-block body
+    local dir=$1 workers=$2 body=$3 master=off
+    # Without a master process nginx runs one process whatever worker_processes says.
+    [ "$workers" -gt 1 ] && master=on
     mkdir -p "$dir/logs" "$dir/tmp"
     cat > "$dir/nginx.conf" <<NGX
 daemon off;
-master_process off;
-worker_processes 1;
+master_process $master;
+worker_processes $workers;
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
 events { worker_connections 4096; }
@@ -110,12 +120,12 @@ $body
 NGX
 }
 
-nginx_conf "$OUT/upstream" "
+nginx_conf "$OUT/upstream" 1 "
     server {
         listen $UP;
         location / { default_type text/plain; return 200 \"ok\\n\"; }
     }"
-nginx_conf "$OUT/nginx" "
+nginx_conf "$OUT/nginx" "$WORKERS" "
     upstream app {
         hash \$cookie_JSESSIONID consistent;
         server $UP max_fails=1 fail_timeout=10s;
@@ -127,12 +137,14 @@ nginx_conf "$OUT/nginx" "
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
+            # Ours always adds it (nginx users configure it in front of GWS): same work for both.
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         }
     }"
 
 cat > "$OUT/proxy.toml" <<TOML
 name = "bench"
-worker_processes = 1
+worker_processes = $WORKERS
 listen = "$OURS"
 proxy_pass = "app"
 
@@ -140,6 +152,7 @@ proxy_pass = "app"
 name = "app"
 sticky = "hash"
 sticky_cookie = "JSESSIONID"
+keepalive = 64
 
 [[upstream.server]]
 name = "up1"
@@ -152,7 +165,6 @@ TOML
 PIDS+=($!)
 "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" 2>"$OUT/nginx/stderr.log" &
 PIDS+=($!)
-if [ "$THREADS" != 0 ]; then export TOKIO_WORKER_THREADS=$THREADS; fi
 RUST_LOG=$RUSTLOG "$PROXY" --config "$OUT/proxy.toml" >"$OUT/proxy.log" 2>&1 &
 PIDS+=($!)
 wait_port "$UP"; wait_port "$NGX"; wait_port "$OURS"
@@ -172,25 +184,42 @@ to_ms() {
         printf "%.2f", n }'
 }
 
+# Median of the numbers given as arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); printf "%s", (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'; }
+
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A RPS P50 P99 ERRS
 for c in ${CONNS//,/ }; do
+    declare -A all_rps=() all_p50=() all_p99=()
+    for r in $(seq 1 "$ROUNDS"); do
+        order="ours nginx"; [ $((r % 2)) = 0 ] && order="nginx ours"
+        for name in $order; do
+            hp=$OURS; [ "$name" = nginx ] && hp=$NGX
+            wrk -t1 -c"$c" -d"${WARMUP}s" -H "$COOKIE" "http://$hp/" >"$OUT/wrk-$name-c$c-r$r-warmup.txt" 2>&1
+            f=$OUT/wrk-$name-c$c-r$r.txt
+            wrk -t1 -c"$c" -d"${DURATION}s" --latency -H "$COOKIE" "http://$hp/" >"$f" 2>&1
+            rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
+            p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
+            p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
+            all_rps[$name]+="$rps "; all_p50[$name]+="$p50 "; all_p99[$name]+="$p99 "
+            ERRS[$name$c]+=$(awk '/Non-2xx|Socket errors/ {sub(/^ +/, ""); printf "%s; ", $0}' "$f")
+            echo "  round $r $name c=$c: $rps req/s, p99 $p99 ms (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+        done
+    done
     for name in ours nginx; do
-        hp=$OURS; [ "$name" = nginx ] && hp=$NGX
-        wrk -t1 -c"$c" -d"${WARMUP}s" -H "$COOKIE" "http://$hp/" >"$OUT/wrk-$name-c$c-warmup.txt" 2>&1
-        f=$OUT/wrk-$name-c$c.txt
-        wrk -t1 -c"$c" -d"${DURATION}s" --latency -H "$COOKIE" "http://$hp/" >"$f" 2>&1
-        RPS[$name$c]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
-        P50[$name$c]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
-        P99[$name$c]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
-        ERRS[$name$c]=$(awk '/Non-2xx|Socket errors/ {sub(/^ +/, ""); printf "%s; ", $0}' "$f")
-        echo "  $name c=$c: ${RPS[$name$c]} req/s, p99 ${P99[$name$c]} ms" >&2
+        # shellcheck disable=SC2086 # word splitting wanted: one argument per round
+        RPS[$name$c]=$(median ${all_rps[$name]})
+        # shellcheck disable=SC2086
+        P50[$name$c]=$(median ${all_p50[$name]})
+        # shellcheck disable=SC2086
+        P99[$name$c]=$(median ${all_p99[$name]})
     done
 done
 
 {
     echo "proxy benchmark $(date -u +%FT%TZ), $(nproc) CPUs, wrk -t1 -d${DURATION}s (warm-up ${WARMUP}s)," \
-         "our proxy TOKIO_WORKER_THREADS=${TOKIO_WORKER_THREADS:-unset} RUST_LOG=$RUSTLOG, nginx 1 worker," \
+         "median of $ROUNDS rounds," \
+         "worker_processes $WORKERS for both, our proxy RUST_LOG=$RUSTLOG," \
          "load before: $LOAD"
     echo
     echo "| proxy | connections | requests/s | p50 (ms) | p99 (ms) | ratio ours/nginx (req/s; p99) |"

@@ -14,9 +14,12 @@
 //! * `loss` loses a `rate` share of datagrams; on TCP a lost segment shows up as what the
 //!   application would see, a retransmission stall of [`TCP_LOSS_STALL`].
 //!
-//! TCP works by pumping bytes between the real socket and an in-memory duplex pipe that the
-//! application reads and writes ([`FaultStream`]), so faults apply to byte streams without the
-//! application knowing. UDP works per datagram ([`FaultUdpSocket`]).
+//! A TCP connection ([`FaultStream`]) is the plain socket while no rule applies to its link
+//! (no copy, no extra task: a clear link costs what an unwrapped socket costs). From the moment a
+//! rule applies, a reject or crash resets it, and any other rule puts it for good behind a pump
+//! that moves bytes between the real socket and an in-memory pipe the application then uses, so
+//! faults apply to byte streams without the application knowing. UDP works per datagram
+//! ([`FaultUdpSocket`]).
 
 mod glob;
 mod rule;

@@ -68,6 +68,9 @@ struct Inner {
     generation: watch::Sender<u64>,
     /// Bumped by [`Faults::crash`]: every open TCP connection is reset.
     crashes: watch::Sender<u64>,
+    /// Bumped after every rule change and crash, once the watch channels above carry it: the
+    /// one-load check a TCP connection makes on each read and write.
+    epoch: AtomicU64,
     stats: FaultStats,
 }
 
@@ -97,6 +100,7 @@ impl Faults {
             next_id: AtomicU64::new(1),
             generation: watch::Sender::new(0),
             crashes: watch::Sender::new(0),
+            epoch: AtomicU64::new(0),
             stats: FaultStats::default(),
         }))
     }
@@ -167,6 +171,12 @@ impl Faults {
     /// Resets every open TCP connection of the node (the `/crash` of the control plane).
     pub fn crash(&self) {
         self.0.crashes.send_modify(|g| *g += 1);
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes whenever the rules change or the node crashes (after the watch channels do).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.0.epoch.load(Ordering::Acquire)
     }
 
     /// A receiver that changes whenever the rules change.
@@ -195,6 +205,7 @@ impl Faults {
             self.0.empty.store(rules.is_empty(), Ordering::Release);
         }
         self.0.generation.send_modify(|g| *g += 1);
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
     }
 }
 

@@ -1,18 +1,24 @@
-//! TCP under the fault layer: every connection is pumped between the real socket and an
-//! in-memory pipe that the application uses, and the pump obeys the rules of its link.
+//! TCP under the fault layer. A connection whose link no rule touches is the socket itself: reads
+//! and writes go straight to it and only look at the rule epoch (one atomic load) on the way. The
+//! moment a rule applies to the link (or the node crashes), the connection leaves that fast path
+//! for good: a reject or crash resets it, any other rule hands the socket to a pump task that
+//! moves bytes between it and an in-memory pipe the application then uses, obeying the rules.
+//! A small watcher task per fast-path connection makes that switch happen at once even while the
+//! application is not touching the socket (a reset must reach the peer without waiting).
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::set::{FaultStats, Faults, Verdict};
@@ -27,10 +33,144 @@ const ZOMBIE_MAX: Duration = Duration::from_secs(600);
 
 /// A TCP connection as the application sees it under the fault layer.
 pub struct FaultStream {
-    pipe: DuplexStream,
+    state: Arc<Mutex<State>>,
     peer: SocketAddr,
     local: SocketAddr,
     link: Arc<str>,
+}
+
+/// What the application's reads and writes go to, shared with the connection's watcher.
+struct State {
+    io: Io,
+    ctx: PumpCtx,
+    /// [`Faults::epoch`] when the rules were last looked at.
+    seen: u64,
+    /// The crash count when the connection was opened.
+    crashes: u64,
+    /// Tasks parked on the socket, woken when it is switched away under them.
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    watcher: Option<AbortHandle>,
+}
+
+enum Io {
+    /// No rule applies: the socket itself.
+    Direct(TcpStream),
+    /// A rule applies or applied: the pump owns the socket and the application uses this pipe.
+    Piped(DuplexStream),
+    /// Reset by a reject rule or a crash: reads see the end, writes fail.
+    Reset,
+}
+
+impl State {
+    /// Leaves the fast path if a rule now applies to the link or the node crashed. `force`
+    /// looks even when the epoch has not moved (the watcher may run between a watch channel's
+    /// change and the epoch bump).
+    fn check(&mut self, force: bool) {
+        let epoch = self.ctx.faults.epoch();
+        if (epoch == self.seen && !force) || !matches!(self.io, Io::Direct(_)) {
+            return;
+        }
+        self.seen = epoch;
+        // Subscribe before looking: a change right after is then seen by the pump.
+        let watches = Watches::subscribe(&self.ctx.faults);
+        let crashed = *watches.crashes.borrow() != self.crashes;
+        let verdict = self.ctx.verdict();
+        if !crashed && verdict.is_clear() {
+            return;
+        }
+        let Io::Direct(stream) = std::mem::replace(&mut self.io, Io::Reset) else {
+            return;
+        };
+        if crashed || verdict.reject {
+            reset(&self.ctx, stream);
+        } else {
+            // Bytes the kernel already holds arrived before the rule: the application gets
+            // them as they are (the pump would have read them into the pipe already).
+            let early = read_received(&stream);
+            self.io = Io::Piped(start_pump(self.ctx.clone(), watches, stream, early));
+        }
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+        for w in [self.read_waker.take(), self.write_waker.take()]
+            .into_iter()
+            .flatten()
+        {
+            w.wake();
+        }
+    }
+}
+
+/// Remembers the task parked on the socket (cloning its waker only when it changed).
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        *slot = Some(cx.waker().clone());
+    }
+}
+
+/// Resets a connection (RST to the peer).
+fn reset(ctx: &PumpCtx, stream: TcpStream) {
+    FaultStats::bump(&ctx.faults.stats().reset_connections, 1);
+    let _ = stream.set_zero_linger();
+    drop(stream);
+    tracing::debug!(link = %ctx.link, peer = %ctx.peer, "connection reset by fault layer");
+}
+
+/// What the kernel has received and the application not read yet, at most a pipe's worth.
+fn read_received(stream: &TcpStream) -> Vec<u8> {
+    let sock = socket2::SockRef::from(stream);
+    let mut early = vec![0u8; PIPE_BYTES];
+    let mut got = 0;
+    // The socket is non-blocking: this ends with WouldBlock once the kernel's queue is empty.
+    while got < early.len() {
+        match (&*sock).read(&mut early[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    early.truncate(got);
+    early
+}
+
+/// Hands `stream` to a pump task; the returned pipe end is the application's. `early` bytes are
+/// put in the pipe first.
+fn start_pump(ctx: PumpCtx, watches: Watches, stream: TcpStream, early: Vec<u8>) -> DuplexStream {
+    let (app, mut pump_side) = tokio::io::duplex(PIPE_BYTES);
+    tokio::spawn(async move {
+        // At most PIPE_BYTES into an empty pipe of that size: this does not wait.
+        if !early.is_empty() && pump_side.write_all(&early).await.is_err() {
+            return;
+        }
+        run_connection(ctx, watches, stream, pump_side).await;
+    });
+    app
+}
+
+/// Switches a fast-path connection as soon as the rules change or the node crashes.
+async fn watch_direct(state: Weak<Mutex<State>>, mut watches: Watches) {
+    loop {
+        let changed = tokio::select! {
+            r = watches.crashes.changed() => r,
+            r = watches.rules.changed() => r,
+        };
+        let Some(state) = state.upgrade() else { return };
+        let mut st = lock(&state);
+        // A closed channel cannot happen while the state (holding the Faults) lives; leaving
+        // then only stops the proactive switch, the reads and writes still check.
+        if changed.is_err() {
+            return;
+        }
+        st.check(true);
+        if !matches!(st.io, Io::Direct(_)) {
+            return;
+        }
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A poisoned lock only means a panic elsewhere; the state is still consistent.
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl FaultStream {
@@ -47,6 +187,21 @@ impl FaultStream {
     }
 }
 
+impl Drop for FaultStream {
+    fn drop(&mut self) {
+        let mut st = lock(&self.state);
+        // A rule that came before the close decides how the close goes out (a FIN into a
+        // blackhole stays in the pump), even if the watcher has not run yet. Handing over to a
+        // pump needs a runtime; without one (dropped outside it) the socket just closes.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            st.check(false);
+        }
+        if let Some(w) = st.watcher.take() {
+            w.abort();
+        }
+    }
+}
+
 impl std::fmt::Debug for FaultStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaultStream")
@@ -59,29 +214,110 @@ impl std::fmt::Debug for FaultStream {
 
 impl AsyncRead for FaultStream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.pipe).poll_read(cx, buf)
+        let mut st = lock(&self.state);
+        st.check(false);
+        let st = &mut *st;
+        match &mut st.io {
+            Io::Direct(s) => {
+                let r = Pin::new(s).poll_read(cx, buf);
+                if r.is_pending() {
+                    park(&mut st.read_waker, cx);
+                }
+                r
+            }
+            Io::Piped(p) => Pin::new(p).poll_read(cx, buf),
+            Io::Reset => Poll::Ready(Ok(())),
+        }
     }
+}
+
+/// Runs one write-side operation on whatever the connection is now.
+fn poll_write_side<T>(
+    state: &Mutex<State>,
+    cx: &mut Context<'_>,
+    direct: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    piped: impl FnOnce(Pin<&mut DuplexStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    reset: impl FnOnce() -> io::Result<T>,
+) -> Poll<io::Result<T>> {
+    let mut st = lock(state);
+    st.check(false);
+    let st = &mut *st;
+    match &mut st.io {
+        Io::Direct(s) => {
+            let r = direct(Pin::new(s), cx);
+            if r.is_pending() {
+                park(&mut st.write_waker, cx);
+            }
+            r
+        }
+        Io::Piped(p) => piped(Pin::new(p), cx),
+        Io::Reset => Poll::Ready(reset()),
+    }
+}
+
+fn broken_pipe<T>() -> io::Result<T> {
+    Err(io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "fault layer: connection reset",
+    ))
 }
 
 impl AsyncWrite for FaultStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.pipe).poll_write(cx, buf)
+        poll_write_side(
+            &self.state,
+            cx,
+            |s, cx| s.poll_write(cx, buf),
+            |p, cx| p.poll_write(cx, buf),
+            broken_pipe,
+        )
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.pipe).poll_flush(cx)
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        poll_write_side(
+            &self.state,
+            cx,
+            |s, cx| s.poll_write_vectored(cx, bufs),
+            |p, cx| p.poll_write_vectored(cx, bufs),
+            broken_pipe,
+        )
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.pipe).poll_shutdown(cx)
+    fn is_write_vectored(&self) -> bool {
+        // True of the socket; the pipe takes the first slice at a time, which is still correct.
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_write_side(
+            &self.state,
+            cx,
+            |s, cx| s.poll_flush(cx),
+            |p, cx| p.poll_flush(cx),
+            || Ok(()),
+        )
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_write_side(
+            &self.state,
+            cx,
+            |s, cx| s.poll_shutdown(cx),
+            |p, cx| p.poll_shutdown(cx),
+            || Ok(()),
+        )
     }
 }
 
@@ -145,10 +381,7 @@ pub fn accept_stream(faults: &Faults, link: &str, stream: TcpStream) -> io::Resu
     if verdict.drop {
         let faults = faults.clone();
         let link: Arc<str> = link.into();
-        let watches = Watches {
-            rules: faults.watch_rules(),
-            crashes: faults.watch_crashes(),
-        };
+        let watches = Watches::subscribe(&faults);
         tokio::spawn(async move { blackhole(faults, watches, link, peer, stream).await });
         return Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
@@ -167,21 +400,37 @@ pub fn wrap(faults: &Faults, link: &str, stream: TcpStream) -> FaultStream {
     let local = stream
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let (app, pump_side) = tokio::io::duplex(PIPE_BYTES);
     let link: Arc<str> = link.into();
-    // Subscribe before spawning: a rule or crash right after this call must not be missed.
-    let watches = Watches {
-        rules: faults.watch_rules(),
-        crashes: faults.watch_crashes(),
-    };
     let ctx = PumpCtx {
         faults: faults.clone(),
         link: link.clone(),
         peer,
     };
-    tokio::spawn(run_connection(ctx, watches, stream, pump_side));
+    // Subscribe before looking at the rules: a rule or crash right after this must not be missed.
+    let seen = faults.epoch();
+    let watches = Watches::subscribe(faults);
+    let crashes = *watches.crashes.borrow();
+    let clear = ctx.verdict().is_clear();
+    let io = if clear {
+        Io::Direct(stream)
+    } else {
+        Io::Piped(start_pump(ctx.clone(), watches.clone(), stream, Vec::new()))
+    };
+    let state = Arc::new(Mutex::new(State {
+        io,
+        ctx,
+        seen,
+        crashes,
+        read_waker: None,
+        write_waker: None,
+        watcher: None,
+    }));
+    if clear {
+        let watcher = tokio::spawn(watch_direct(Arc::downgrade(&state), watches));
+        lock(&state).watcher = Some(watcher.abort_handle());
+    }
     FaultStream {
-        pipe: app,
+        state,
         peer,
         local,
         link,
@@ -193,6 +442,15 @@ pub fn wrap(faults: &Faults, link: &str, stream: TcpStream) -> FaultStream {
 struct Watches {
     rules: watch::Receiver<u64>,
     crashes: watch::Receiver<u64>,
+}
+
+impl Watches {
+    fn subscribe(faults: &Faults) -> Self {
+        Watches {
+            rules: faults.watch_rules(),
+            crashes: faults.watch_crashes(),
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -170,6 +170,103 @@ async fn crash_resets_every_connection() {
     }
 }
 
+/// A client under `faults` and the accepted server side of its connection (no fault layer).
+async fn client_and_server(faults: &Faults) -> (netfault::FaultStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, accepted) =
+        tokio::join!(tcp::connect(faults, LINK, None, addr), listener.accept());
+    (client.unwrap(), accepted.unwrap().0)
+}
+
+#[tokio::test]
+async fn reject_resets_a_connection_its_application_is_not_using() {
+    let faults = Faults::new();
+    let (_client, mut server) = client_and_server(&faults).await;
+    faults.add(FaultRule::new(LINK, FaultMode::Reject)).unwrap();
+    // The application never touches `_client`: the peer still sees the reset at once.
+    let mut buf = [0u8; 4];
+    let r = timeout(Duration::from_secs(2), server.read(&mut buf))
+        .await
+        .expect("peer sees the connection end");
+    assert_eq!(
+        r.map_err(|e| e.kind()).unwrap_err(),
+        std::io::ErrorKind::ConnectionReset
+    );
+}
+
+#[tokio::test]
+async fn bytes_received_before_a_drop_rule_are_still_delivered() {
+    let faults = Faults::new();
+    let (mut client, mut server) = client_and_server(&faults).await;
+    server.write_all(b"early").await.unwrap();
+    // Loopback delivers during the write; give the client's runtime a turn anyway.
+    tokio::task::yield_now().await;
+    let id = faults.add(FaultRule::new(LINK, FaultMode::Drop)).unwrap();
+    let mut buf = [0u8; 5];
+    timeout(Duration::from_secs(2), client.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"early");
+    // What comes after the rule does not cross until it goes.
+    server.write_all(b"later").await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(200), client.read_exact(&mut buf))
+            .await
+            .is_err()
+    );
+    faults.remove(id);
+    timeout(Duration::from_secs(2), client.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"later");
+}
+
+#[tokio::test]
+async fn a_close_right_after_a_drop_rule_waits_in_the_blackhole() {
+    let faults = Faults::new();
+    let (client, mut server) = client_and_server(&faults).await;
+    let id = faults.add(FaultRule::new(LINK, FaultMode::Drop)).unwrap();
+    // Closed before anything else ran: the FIN must still not cross the blackhole.
+    drop(client);
+    let mut buf = [0u8; 4];
+    assert!(
+        timeout(Duration::from_millis(200), server.read(&mut buf))
+            .await
+            .is_err(),
+        "the peer sees nothing"
+    );
+    faults.remove(id);
+    let n = timeout(Duration::from_secs(2), server.read(&mut buf))
+        .await
+        .expect("the close arrives after the heal")
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn rules_for_other_links_or_peers_leave_a_connection_alone() {
+    let faults = Faults::new();
+    let (mut s, _) = echo_pair(&faults).await;
+    faults
+        .add(FaultRule::new("sip:*", FaultMode::Reject))
+        .unwrap();
+    let elsewhere: netfault::PeerFilter = "10.0.0.0/8".parse().unwrap();
+    faults
+        .add(FaultRule::new(LINK, FaultMode::Drop).with_peer(elsewhere))
+        .unwrap();
+    assert_eq!(roundtrip(&mut s, b"still here").await, b"still here");
+    assert_eq!(
+        faults
+            .stats()
+            .reset_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
 #[tokio::test]
 async fn udp_drop_delay_loss_and_reject() {
     let faults = Faults::new();

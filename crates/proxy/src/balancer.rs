@@ -84,6 +84,18 @@ pub struct PeerStatus {
     pub failures: u64,
 }
 
+impl Selection {
+    /// What the request carries that stickiness looks at.
+    pub fn key(&self) -> &RouteKey {
+        &self.key
+    }
+
+    /// The sticky cookie's value; empty when there is none.
+    fn cookie(&self) -> &str {
+        self.key.cookie.as_deref().unwrap_or("")
+    }
+}
+
 /// Selection and health of one upstream group.
 #[derive(Debug)]
 pub struct Balancer {
@@ -379,13 +391,13 @@ impl Balancer {
 
     /// `ngx_http_upstream_get_chash_peer`.
     fn chash(&mut self, sel: &mut Selection, now: Instant) -> Option<usize> {
-        let key = sel.key.cookie.clone().unwrap_or_default();
-        if sel.hash_tries > HASH_TRIES || self.primary.len() < 2 || key.is_empty() {
+        if sel.hash_tries > HASH_TRIES || self.primary.len() < 2 || sel.cookie().is_empty() {
             return self.round_robin(sel, now);
         }
-        let mut index = *sel
-            .ring_index
-            .get_or_insert_with(|| self.ring.find(crc32(key.as_bytes())));
+        let mut index = match sel.ring_index {
+            Some(i) => i,
+            None => self.ring.find(crc32(sel.cookie().as_bytes())),
+        };
         loop {
             let peer = self.ring.point(index).peer;
             if self.candidate(sel, peer, now) {
@@ -441,10 +453,9 @@ impl Balancer {
     /// robin "as if the client has not been bound yet".
     fn sticky(&mut self, sel: &mut Selection, now: Instant) -> Option<usize> {
         if sel.attempts == 0 {
-            let key = sel.key.cookie.clone().unwrap_or_default();
             sel.bound = match self.mode {
-                Sticky::Learn => self.lookup_learned(&key, now),
-                _ => self.routes.iter().position(|r| *r == key),
+                Sticky::Learn => self.lookup_learned(sel.cookie(), now),
+                _ => self.routes.iter().position(|r| r == sel.cookie()),
             };
             if let Some(p) = sel.bound {
                 if self.candidate(sel, p, now) {

@@ -12,7 +12,8 @@
 //! proxy_next_upstream_timeout = "0s"  # 0 = unlimited
 //! non_idempotent = false              # same as listing "non_idempotent" above
 //! client_max_body_size = 1048576      # bytes; request bodies are buffered like nginx does
-//! client_header_timeout = "60s"
+//! client_header_timeout = "60s"       # also how long an idle keep-alive client is kept
+//! client_body_timeout = "60s"         # between two reads of a request body
 //!
 //! [[upstream]]
 //! name = "gws_dc1"
@@ -20,6 +21,7 @@
 //! sticky_cookie = "JSESSIONID"        # hash/learn: the session cookie; cookie: the route cookie
 //! sticky_timeout = "1h"               # learn: unused sessions are forgotten
 //! zone = false                        # share peer state between workers
+//! keepalive = 32                      # idle keep-alive connections kept per server
 //!
 //! [[upstream.server]]
 //! name = "gws1"
@@ -120,6 +122,9 @@ pub struct UpstreamConfig {
     /// `sticky learn … timeout=`: unused learned sessions are forgotten after this.
     #[serde(default = "default_sticky_timeout", with = "nodekit::duration")]
     pub sticky_timeout: Duration,
+    /// `keepalive N`: idle connections to each server kept for reuse (0: none kept).
+    #[serde(default = "default_keepalive")]
+    pub keepalive: usize,
     #[serde(rename = "server")]
     pub servers: Vec<ServerConfig>,
 }
@@ -174,6 +179,9 @@ pub struct Config {
     /// `client_header_timeout`: a client that has not sent its whole header by then is closed.
     #[serde(default = "default_timeout", with = "nodekit::duration")]
     pub client_header_timeout: Duration,
+    /// `client_body_timeout`: a client silent this long while sending its body is closed.
+    #[serde(default = "default_timeout", with = "nodekit::duration")]
+    pub client_body_timeout: Duration,
     #[serde(rename = "upstream", default)]
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -197,6 +205,9 @@ fn default_workers() -> u32 {
 }
 fn default_sticky_timeout() -> Duration {
     Duration::from_secs(3600)
+}
+fn default_keepalive() -> usize {
+    32
 }
 fn default_weight() -> u32 {
     1
@@ -250,11 +261,13 @@ impl Config {
             non_idempotent: false,
             client_max_body_size: default_body_size(),
             client_header_timeout: default_timeout(),
+            client_body_timeout: default_timeout(),
             upstreams: vec![UpstreamConfig {
                 name: "backend".into(),
                 sticky: Sticky::None,
                 sticky_cookie: None,
                 sticky_timeout: default_sticky_timeout(),
+                keepalive: default_keepalive(),
                 zone: false,
                 servers,
             }],

@@ -11,6 +11,8 @@
 //!   (`http:{proxy}-{server}` links), `proxy_next_upstream` rules, streaming responses with
 //!   `proxy_read_timeout` between reads, WebSocket tunnel, access log (`proxy::access` target),
 //!   journal events (`upstream.failed`, `sticky.rebind`), control plane via [`nodekit`].
+//! - [`pool`]: idle keep-alive upstream connections (`keepalive N`), each back in the pool as
+//!   soon as its response body has been read.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -23,13 +25,15 @@
 //! Deliberate differences from nginx: request bodies are buffered up to `client_max_body_size`
 //! (nginx's default `proxy_request_buffering on`), the client `Host` header is passed on (as with
 //! `proxy_set_header Host $host`), the route cookie of `sticky cookie` is the CRC32 (not MD5) of
-//! the server address, and `backup` servers are allowed with `hash`/`ip_hash` (used once the
-//! primaries are exhausted), which nginx refuses.
+//! the server address, `backup` servers are allowed with `hash`/`ip_hash` (used once the
+//! primaries are exhausted), which nginx refuses, and `client_header_timeout` also bounds how
+//! long an idle keep-alive client is kept (nginx: `keepalive_timeout`).
 
 pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod crc32;
+pub mod pool;
 pub mod ring;
 pub mod server;
 

@@ -2,7 +2,6 @@
 //! pooled keep-alive connections (through the fault layer) and applies nginx's
 //! `proxy_next_upstream` rules.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,9 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use netfault::Faults;
@@ -25,17 +24,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
-use crate::balancer::{Balancer, RouteKey};
+use crate::balancer::{Balancer, RouteKey, Selection};
 use crate::body::{full, ProxyBody, TimedBody};
 use crate::config::{Config, NextUpstream, Sticky, UpstreamConfig};
+use crate::pool::{Lease, Pool, Upstream};
 
 /// Largest request head accepted (nginx `large_client_header_buffers 4 8k`); beyond it: 431.
 const MAX_HEADER_BYTES: usize = 32 * 1024;
-
-type Upstream = SendRequest<Full<Bytes>>;
-
-/// Idle keep-alive connections kept per peer (nginx `keepalive`).
-const IDLE_PER_PEER: usize = 32;
 
 /// One upstream group at run time.
 struct Group {
@@ -44,7 +39,7 @@ struct Group {
     balancers: Vec<Mutex<Balancer>>,
     addrs: Vec<SocketAddr>,
     links: Vec<String>,
-    idle: Arc<Mutex<Vec<Vec<Upstream>>>>,
+    pool: Arc<Pool>,
 }
 
 impl Group {
@@ -53,14 +48,9 @@ impl Group {
         &self.balancers[worker % self.balancers.len()]
     }
 
-    fn take_idle(&self, peer: usize) -> Option<Upstream> {
-        let mut idle = self.idle.lock().unwrap();
-        while let Some(conn) = idle[peer].pop() {
-            if !conn.is_closed() && conn.is_ready() {
-                return Some(conn);
-            }
-        }
-        None
+    /// The name of a peer in logs, journal and `/status`.
+    fn peer_name(&self, peer: usize) -> &str {
+        self.cfg.servers[peer].display_name()
     }
 }
 
@@ -206,7 +196,7 @@ async fn build_shared(
         })
             .map(|_| Mutex::new(Balancer::from_config(&gcfg)))
             .collect(),
-        idle: Arc::new(Mutex::new((0..addrs.len()).map(|_| Vec::new()).collect())),
+        pool: Pool::new(addrs.len(), gcfg.keepalive),
         addrs,
         links,
         cfg: gcfg,
@@ -335,10 +325,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         accepted = accepted.wrapping_add(1);
         let header_timeout = shared.cfg.client_header_timeout;
         let mut stop = stop.clone();
+        let peer = Client::new(client);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(shared.handle(req, client, worker).await) }
+                let (shared, peer) = (shared.clone(), peer.clone());
+                async move { shared.handle(req, &peer, worker).await }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -347,12 +338,77 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::select! {
-                r = conn => if let Err(e) = r {
-                    tracing::debug!(%client, "client connection: {e}");
+                r = conn => match r {
+                    // nginx closes such a client without a word and logs 408. hyper runs the
+                    // same timer while a keep-alive client is idle between requests, so those
+                    // end here too (nginx: keepalive_timeout, not logged).
+                    Err(e) if e.is_timeout() => log_timeout(client, "header"),
+                    Err(e) => tracing::debug!(%client, "client connection: {e}"),
+                    Ok(()) => {}
                 },
                 _ = stop.changed() => {}
             }
         });
+    }
+}
+
+/// The client end of a connection.
+#[derive(Clone)]
+struct Client {
+    addr: SocketAddr,
+    /// Its address as `X-Forwarded-For` text, formatted once per connection.
+    ip: HeaderValue,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::try_from(addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Client { addr, ip }
+    }
+}
+
+/// The access line nginx writes for a client that timed out (`client_header_timeout`,
+/// `client_body_timeout`): status 408, and the connection closed without a response.
+fn log_timeout(client: SocketAddr, phase: &'static str) {
+    tracing::info!(target: "proxy::access", client = %client.ip(), status = 408, phase, "client timed out");
+}
+
+/// A client too slow to send its request body (`client_body_timeout`): the service fails, so
+/// hyper closes the connection without a response, as nginx does.
+#[derive(Debug, thiserror::Error)]
+#[error("client timed out sending the request body")]
+struct ClientTimeout;
+
+/// Why a request body could not be read.
+enum BodyError {
+    TooLarge,
+    Bad,
+    Timeout,
+}
+
+/// Reads a whole request body, at most `limit` bytes, each read within `idle`.
+async fn read_body(body: Incoming, limit: usize, idle: Duration) -> Result<Bytes, BodyError> {
+    // Most requests (GET) have none: no timer to set up.
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let mut body = Limited::new(body, limit);
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(BodyError::TooLarge)
+            }
+            Ok(Some(Err(_))) => return Err(BodyError::Bad),
+        }
     }
 }
 
@@ -397,40 +453,84 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    fn build(&self) -> Request<Full<Bytes>> {
+    /// The request for one attempt: a copy while another attempt may follow, else the headers
+    /// themselves.
+    fn request(&mut self, last: bool) -> Request<Full<Bytes>> {
+        let headers = if last {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
+        *req.headers_mut() = headers;
         req
     }
+}
+
+/// The request target an upstream gets: the origin form (`/path?query`) whatever form the
+/// client used.
+fn origin_form(uri: hyper::Uri) -> hyper::Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri;
+    }
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    hyper::Uri::from_parts(parts).unwrap_or_else(|_| hyper::Uri::from_static("/"))
+}
+
+/// Bytes of the request line's target and the header fields, as nginx counts them against
+/// `large_client_header_buffers`.
+fn head_len<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3);
+    target
+        + req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 fn is_non_idempotent(m: &Method) -> bool {
     m == Method::POST || m == Method::PATCH || m.as_str() == "LOCK"
 }
 
-/// Removes the hop-by-hop headers (RFC 9110 §7.6.1) and those named by `Connection`.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The hop-by-hop headers (RFC 9110 §7.6.1), as names so that removing them parses nothing.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the hop-by-hop headers and those named by `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -507,6 +607,14 @@ pub fn response_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|v| v.split(';').next()?.trim().split_once('='))
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v.trim().to_string())
+}
+
+/// An error page after which the client connection is closed (its request was not read whole).
+fn closing_error(status: StatusCode) -> Response<ProxyBody> {
+    let mut resp = error_page(status);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 fn error_page(status: StatusCode) -> Response<ProxyBody> {
@@ -630,45 +738,52 @@ impl Shared {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Client,
         worker: usize,
-    ) -> Response<ProxyBody> {
+    ) -> Result<Response<ProxyBody>, ClientTimeout> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        // The access line costs a copy of the method and URI and a formatted line per request:
+        // skip it all when nobody listens (nginx `access_log off`).
+        if !tracing::enabled!(target: "proxy::access", tracing::Level::INFO) {
+            return self.proxy(req, client, worker).await.map(|r| r.0);
+        }
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let (resp, upstream, tries) = self.proxy(req, client, worker).await;
+        let (resp, upstream, tries) = match self.proxy(req, client, worker).await {
+            Ok(r) => r,
+            Err(e) => {
+                log_timeout(client.addr, "body");
+                return Err(e);
+            }
+        };
         tracing::info!(
             target: "proxy::access",
-            client = %client.ip(),
+            client = %client.addr.ip(),
             method = %method,
             uri = %uri,
-            upstream = upstream.as_deref().unwrap_or("-"),
+            upstream = upstream.map_or("-", |p| self.group.peer_name(p)),
             status = resp.status().as_u16(),
             tries,
             ms = started.elapsed().as_millis() as u64,
         );
-        resp
+        Ok(resp)
     }
 
-    /// Returns the response, the name of the peer that gave it and the number of attempts.
+    /// The response, the peer that gave it and the number of attempts; an error when the client
+    /// was too slow with its body.
     async fn proxy(
         &self,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Client,
         worker: usize,
-    ) -> (Response<ProxyBody>, Option<String>, u32) {
-        let head_bytes: usize = req
-            .headers()
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>()
-            + req.uri().to_string().len();
-        if head_bytes > MAX_HEADER_BYTES {
-            let mut resp = error_page(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return (resp, None, 0);
+    ) -> Result<(Response<ProxyBody>, Option<usize>, u32), ClientTimeout> {
+        if head_len(&req) > MAX_HEADER_BYTES {
+            return Ok((
+                closing_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+                None,
+                0,
+            ));
         }
         // WebSocket (any `Upgrade`): passed on with `Connection: upgrade`, as nginx does with
         // `proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade`.
@@ -677,22 +792,14 @@ impl Shared {
         let (parts, body) = req.into_parts();
         // nginx reads the whole request body before it connects upstream
         // (proxy_request_buffering on), which is what lets it replay the request.
-        let body = match Limited::new(body, self.cfg.client_max_body_size)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                let status = if e.is::<http_body_util::LengthLimitError>() {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                let mut resp = error_page(status);
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return (resp, None, 0);
+        let limit = self.cfg.client_max_body_size;
+        let body = match read_body(body, limit, self.cfg.client_body_timeout).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return Ok((closing_error(StatusCode::PAYLOAD_TOO_LARGE), None, 0))
             }
+            Err(BodyError::Bad) => return Ok((closing_error(StatusCode::BAD_REQUEST), None, 0)),
+            Err(BodyError::Timeout) => return Err(ClientTimeout),
         };
         let mut headers = parts.headers;
         let g = &self.group;
@@ -701,42 +808,41 @@ impl Shared {
                 Sticky::None | Sticky::IpHash => None,
                 _ => request_cookie(&headers, g.cfg.cookie_name()),
             },
-            client_ip: Some(client.ip()),
+            client_ip: Some(client.addr.ip()),
         };
         strip_hop_by_hop(&mut headers);
         // The body is already read (and `100 Continue` sent by hyper when it was asked for).
         headers.remove(header::EXPECT);
-        if let Some(proto) = &upgrade {
-            headers.insert(header::UPGRADE, proto.clone());
+        if let Some(proto) = upgrade {
+            headers.insert(header::UPGRADE, proto);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", client.ip()),
-            None => client.ip().to_string(),
+        let xff = match headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + client.ip.len());
+                v.extend_from_slice(prev);
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(client.ip.as_bytes());
+                HeaderValue::from_bytes(&v).ok()
+            }
+            None => Some(client.ip.clone()),
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
+        if let Some(v) = xff {
+            headers.insert(X_FORWARDED_FOR, v);
         }
         headers.remove(header::CONTENT_LENGTH);
         if !body.is_empty() || is_non_idempotent(&parts.method) || parts.method == Method::PUT {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        let uri = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/")
-            .parse()
-            .unwrap_or_else(|_| hyper::Uri::from_static("/"));
-        let out = Outgoing {
+        let mut out = Outgoing {
             method: parts.method,
-            uri,
+            uri: origin_form(parts.uri),
             headers,
             body,
         };
 
         let bal = g.balancer(worker);
-        let mut sel = bal.lock().unwrap().begin(key.clone());
+        let mut sel = bal.lock().unwrap().begin(key);
         let peers = g.addrs.len() as u32;
         let max_tries = match self.cfg.proxy_next_upstream_tries {
             0 => peers,
@@ -751,15 +857,19 @@ impl Shared {
                 if sel.attempts == 0 {
                     tracing::error!(upstream = %g.cfg.name, "no live upstreams");
                 }
-                return (error_page(last), last_peer, sel.attempts);
+                return Ok((error_page(last), last_peer, sel.attempts));
             };
-            let name = bal.lock().unwrap().peers()[peer].name.clone();
-            last_peer = Some(name.clone());
-            match self.attempt(peer, &out).await {
-                Ok(mut resp) => {
+            last_peer = Some(peer);
+            match self
+                .attempt(peer, out.request(sel.attempts >= max_tries))
+                .await
+            {
+                Ok((mut resp, lease)) => {
                     bal.lock().unwrap().report(peer, true, Instant::now());
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(client_upgrade) = client_upgrade {
+                            // The connection becomes the tunnel: it never goes back to the pool.
+                            drop(lease);
                             let upstream_upgrade = hyper::upgrade::on(&mut resp);
                             let idle = self.cfg.proxy_read_timeout;
                             let link = g.links[peer].clone();
@@ -773,18 +883,19 @@ impl Shared {
                                 }
                             });
                             let (parts, _) = resp.into_parts();
-                            return (
+                            return Ok((
                                 Response::from_parts(parts, full(Bytes::new())),
-                                Some(name),
+                                Some(peer),
                                 sel.attempts,
-                            );
+                            ));
                         }
                     }
-                    let resp = self.finish(resp, peer, &key, sel.bound, worker);
-                    return (resp, Some(name), sel.attempts);
+                    let resp = self.finish(resp, lease, peer, &sel, worker);
+                    return Ok((resp, Some(peer), sel.attempts));
                 }
                 Err(e) => {
                     let disabled = bal.lock().unwrap().report(peer, false, Instant::now());
+                    let name = g.peer_name(peer);
                     self.journal.record(
                         "upstream.failed",
                         json!({
@@ -812,7 +923,7 @@ impl Shared {
                             && is_non_idempotent(&out.method)
                             && !self.cfg.next_upstream(NextUpstream::NonIdempotent));
                     if !retry {
-                        return (error_page(last), Some(name), sel.attempts);
+                        return Ok((error_page(last), Some(peer), sel.attempts));
                     }
                 }
             }
@@ -823,82 +934,90 @@ impl Shared {
     fn finish(
         &self,
         resp: Response<Incoming>,
+        lease: Lease,
         peer: usize,
-        key: &RouteKey,
-        bound: Option<usize>,
+        sel: &Selection,
         worker: usize,
     ) -> Response<ProxyBody> {
         let g = &self.group;
         let bal = g.balancer(worker);
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        let cookie = sel.key().cookie.as_deref();
         match g.cfg.sticky {
             Sticky::Learn => {
                 let mut b = bal.lock().unwrap();
                 if let Some(session) = response_cookie(&parts.headers, g.cfg.cookie_name()) {
                     b.learn(&session, peer, Instant::now());
-                } else if let (Some(k), Some(old)) = (&key.cookie, bound) {
+                } else if let (Some(k), Some(old)) = (cookie, sel.bound) {
                     if old != peer {
                         b.learn(k, peer, Instant::now());
                     }
                 }
-                if let Some(old) = bound.filter(|&o| o != peer) {
-                    self.journal.record(
-                        "sticky.rebind",
-                        json!({"upstream": g.cfg.name, "from": b.peers()[old].name, "to": b.peers()[peer].name}),
-                    );
-                }
+                self.record_rebind(sel.bound, peer);
             }
             Sticky::Cookie => {
-                let b = bal.lock().unwrap();
-                let route = b.route_of(peer);
-                if let Some(old) = bound.filter(|&o| o != peer) {
-                    self.journal.record(
-                        "sticky.rebind",
-                        json!({"upstream": g.cfg.name, "from": b.peers()[old].name, "to": b.peers()[peer].name}),
-                    );
-                }
-                if key.cookie.as_deref() != Some(route) {
+                self.record_rebind(sel.bound, peer);
+                let route = bal.lock().unwrap().route_of(peer).to_string();
+                if cookie != Some(route.as_str()) {
                     let c = format!("{}={route}; Path=/", g.cfg.cookie_name());
-                    if let Ok(v) = HeaderValue::from_str(&c) {
+                    if let Ok(v) = HeaderValue::try_from(c) {
                         parts.headers.append(header::SET_COOKIE, v);
                     }
                 }
             }
             _ => {}
         }
-        let body = TimedBody::new(body, self.cfg.proxy_read_timeout);
+        let body = TimedBody::new(body, self.cfg.proxy_read_timeout, lease);
         Response::from_parts(parts, BodyExt::boxed(body))
     }
 
-    /// One attempt on `peer`: a pooled connection if one is idle, else a new one.
+    /// Journals a learn/cookie client moved off the peer it was bound to.
+    fn record_rebind(&self, bound: Option<usize>, peer: usize) {
+        if let Some(old) = bound.filter(|&o| o != peer) {
+            let g = &self.group;
+            self.journal.record(
+                "sticky.rebind",
+                json!({"upstream": g.cfg.name, "from": g.peer_name(old), "to": g.peer_name(peer)}),
+            );
+        }
+    }
+
+    /// One attempt on `peer`: a pooled connection if one is idle, else a new one. The lease
+    /// returns the connection to the pool once the response body has been read.
     async fn attempt(
         &self,
         peer: usize,
-        out: &Outgoing,
-    ) -> Result<Response<Incoming>, AttemptError> {
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<(Response<Incoming>, Lease), AttemptError> {
         let g = &self.group;
-        let mut pooled = g.take_idle(peer);
+        // Bounded: every pass that goes round again took one connection out of the pool.
+        let mut pooled = g.pool.take(peer);
         loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
-                Some(c) => c,
+                Some(mut c) => {
+                    // A pooled connection's last response is complete, so hyper is about to
+                    // accept the next request on it, or reports it closed.
+                    if c.ready().await.is_err() {
+                        pooled = g.pool.take(peer);
+                        continue;
+                    }
+                    c
+                }
                 None => self.connect(peer).await?,
             };
-            let sent = timeout(
-                self.cfg.proxy_read_timeout,
-                conn.try_send_request(out.build()),
-            )
-            .await;
+            let sent = timeout(self.cfg.proxy_read_timeout, conn.try_send_request(req)).await;
             match sent {
-                Ok(Ok(resp)) => {
-                    self.recycle(peer, conn);
-                    return Ok(resp);
-                }
+                Ok(Ok(resp)) => return Ok((resp, Lease::new(g.pool.clone(), peer, conn))),
                 Ok(Err(mut e)) => {
-                    let not_sent = e.take_message().is_some();
-                    if not_sent && reused {
-                        // A keep-alive connection the upstream closed: try a fresh one.
+                    let unsent = e.take_message();
+                    let not_sent = unsent.is_some();
+                    if let (Some(back), true) = (unsent, reused) {
+                        // A keep-alive connection the upstream closed: the next pooled one, or
+                        // a fresh one.
+                        req = back;
+                        pooled = g.pool.take(peer);
                         continue;
                     }
                     let failure = if e.error().is_parse() {
@@ -920,20 +1039,6 @@ impl Shared {
                 }
             }
         }
-    }
-
-    /// Puts the connection back into the pool once the response body has been read to its end
-    /// (hyper reports it ready again); a connection closed meanwhile is dropped.
-    fn recycle(&self, peer: usize, mut conn: Upstream) {
-        let idle = self.group.idle.clone();
-        tokio::spawn(async move {
-            if conn.ready().await.is_ok() {
-                let mut idle = idle.lock().unwrap();
-                if idle[peer].len() < IDLE_PER_PEER {
-                    idle[peer].push(conn);
-                }
-            }
-        });
     }
 
     async fn connect(&self, peer: usize) -> Result<Upstream, AttemptError> {

@@ -36,24 +36,53 @@ async fn oversized_header_gets_431() {
     assert!(r.starts_with("HTTP/1.1 431"), "{r}");
 }
 
-#[tokio::test]
-async fn slow_loris_is_closed_after_client_header_timeout_without_stalling_others() {
+/// Opens a connection, sends `partial` (an unfinished request) and checks what nginx does to
+/// such a client: while it dawdles others are served, and after the timeout (300 ms here) its
+/// connection is closed without a response (nginx logs 408 and sends nothing). The request
+/// never reaches the upstream.
+async fn slow_client_is_closed_silently(partial: &[u8], configure: fn(&mut proxy::Config)) {
     let up = TestUpstream::start("gws1").await;
     let mut cfg = config(&[&up], Sticky::None);
-    cfg.client_header_timeout = Duration::from_millis(300);
+    configure(&mut cfg);
     let p = proxy::start(cfg).await.unwrap();
-    let mut slow = TcpStream::connect(p.local_addr()).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    // Others are served meanwhile.
-    assert_eq!(get(&client(), p.local_addr(), "/", None).await.0, 200);
     let t = std::time::Instant::now();
+    let mut slow = TcpStream::connect(p.local_addr()).await.unwrap();
+    slow.write_all(partial).await.unwrap();
+    let c = client();
+    for _ in 0..3 {
+        assert_eq!(get(&c, p.local_addr(), "/", None).await.0, 200);
+    }
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf))
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf))
         .await
-        .expect("slow client closed");
-    assert!(t.elapsed() < Duration::from_secs(2));
+        .expect("slow client closed")
+        .expect("closed, not reset");
+    assert!(
+        buf.is_empty(),
+        "nothing sent: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn slow_loris_header_is_closed_after_client_header_timeout_without_stalling_others() {
+    slow_client_is_closed_silently(b"GET / HTTP/1.1\r\nHost: x\r\n", |cfg| {
+        cfg.client_header_timeout = Duration::from_millis(300)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn slow_loris_body_is_closed_after_client_body_timeout_without_stalling_others() {
+    slow_client_is_closed_silently(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+        |cfg| cfg.client_body_timeout = Duration::from_millis(300),
+    )
+    .await;
 }
 
 #[tokio::test]

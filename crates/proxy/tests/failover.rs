@@ -402,3 +402,77 @@ async fn next_upstream_timeout_stops_retrying() {
         "unlimited: third try reaches good"
     );
 }
+
+/// `max_fails = 2`, `fail_timeout = 10s`, hash mode, the session's node refusing connections:
+/// the first failure leaves the node in use (the request is retried elsewhere), the second takes
+/// it out; for exactly fail_timeout nothing is sent to it, then the next real request probes it
+/// (and takes it out again while it is still dead); once it is back, a probe after fail_timeout
+/// finds it and the session fails back. The clock is paused: the times below are exact.
+#[tokio::test(start_paused = true)]
+async fn max_fails_and_fail_timeout_decide_when_a_dead_node_is_skipped_and_probed() {
+    let mut ups = vec![
+        TestUpstream::start("gws1").await,
+        TestUpstream::start("gws2").await,
+    ];
+    let mut cfg = config(&ups.iter().collect::<Vec<_>>(), Sticky::Hash);
+    for s in &mut cfg.upstreams[0].servers {
+        s.max_fails = 2;
+        s.fail_timeout = Duration::from_secs(10);
+    }
+    let p = proxy::start(cfg).await.unwrap();
+    let c = client();
+    let cookie = "JSESSIONID=fail-timing";
+    let home = get(&c, p.local_addr(), "/", Some(cookie)).await.1;
+    let h = index_of(&ups, &home);
+    let other = ups[1 - h].name.clone();
+    // (failures journalled so far, whether the last one disabled the node)
+    let failures = || {
+        let events: Vec<_> = p
+            .journal()
+            .since(0, 1000)
+            .into_iter()
+            .filter(|e| e.kind == "upstream.failed")
+            .collect();
+        let disabled = events.last().map(|e| e.detail()["disabled"] == true);
+        (events.len(), disabled)
+    };
+    let served_by_other = || async {
+        let (status, who, _) = get(&c, p.local_addr(), "/", Some(cookie)).await;
+        assert_eq!((status, who.as_str()), (200, other.as_str()));
+    };
+
+    ups[h].kill();
+    served_by_other().await;
+    assert_eq!(failures(), (1, Some(false)), "1 of 2 fails: still in use");
+    served_by_other().await;
+    assert_eq!(failures(), (2, Some(true)), "2 of 2: disabled");
+    let disabled_at = tokio::time::Instant::now();
+    served_by_other().await;
+    tokio::time::advance(Duration::from_secs(10)).await;
+    served_by_other().await;
+    assert_eq!(failures().0, 2, "skipped for all of fail_timeout");
+
+    tokio::time::advance(Duration::from_millis(1)).await;
+    served_by_other().await;
+    assert_eq!(
+        failures(),
+        (3, Some(true)),
+        "probed once fail_timeout passed"
+    );
+    assert!(disabled_at.elapsed() > Duration::from_secs(10));
+    served_by_other().await;
+    assert_eq!(failures().0, 3, "skipped again");
+
+    ups[h].restart().await;
+    tokio::time::advance(Duration::from_secs(10)).await;
+    served_by_other().await;
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let (status, who, _) = get(&c, p.local_addr(), "/", Some(cookie)).await;
+    assert_eq!(
+        (status, who.as_str()),
+        (200, home.as_str()),
+        "probe finds it back: fail-back"
+    );
+    assert_eq!(p.status()["upstreams"][0]["peers"][h]["state"], "up");
+    assert_eq!(p.status()["upstreams"][0]["peers"][h]["fails"], 0);
+}

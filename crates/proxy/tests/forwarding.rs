@@ -167,3 +167,92 @@ async fn websocket_tunnel_closes_after_read_timeout_of_silence() {
     assert!(String::from_utf8_lossy(&all).contains("hello from gws1"));
     assert!(t.elapsed() >= Duration::from_millis(380));
 }
+
+/// Sends `requests` one after another on one client connection (no client-side timers) and
+/// returns each response's status and body, with the time the whole exchange took.
+async fn exchange(
+    proxy: std::net::SocketAddr,
+    requests: Vec<hyper::Request<http_body_util::Full<bytes::Bytes>>>,
+) -> (Vec<(u16, String)>, Duration) {
+    use http_body_util::BodyExt;
+    let t = tokio::time::Instant::now();
+    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for req in requests {
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        out.push((status, String::from_utf8_lossy(&body).into_owned()));
+    }
+    (out, t.elapsed())
+}
+
+/// A CometD `/meta/connect`: a POST the server holds `hold_ms` before answering.
+fn meta_connect(hold_ms: u64) -> hyper::Request<http_body_util::Full<bytes::Bytes>> {
+    hyper::Request::post(format!("/hold/{hold_ms}"))
+        .header("host", "gws")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"[{}]",
+        )))
+        .unwrap()
+}
+
+/// The proxy of a CometD deployment: `proxy_read_timeout` above the server's hold (anchors
+/// §3.1), and client timers much shorter than the hold, which must not apply while it lasts.
+fn long_poll_config(up: &TestUpstream) -> proxy::Config {
+    let mut cfg = config(&[up], Sticky::None);
+    cfg.proxy_read_timeout = Duration::from_secs(70);
+    cfg.client_header_timeout = Duration::from_secs(10);
+    cfg.client_body_timeout = Duration::from_secs(10);
+    cfg
+}
+
+/// Two 60-second long-polls in a row on one keep-alive connection, as a CometD client sends
+/// them. Every timer involved (proxy, upstream, client) is a tokio timer, so the paused clock
+/// runs the full 60 s holds over real sockets without waiting for them; a timer that wrongly
+/// applied during the hold (client header/body timeouts at 10 s) would fire in this test.
+#[tokio::test(start_paused = true)]
+async fn sixty_second_long_polls_pass_through_on_a_kept_alive_connection() {
+    let up = TestUpstream::start("gws1").await;
+    let p = proxy::start(long_poll_config(&up)).await.unwrap();
+    let (out, took) = exchange(
+        p.local_addr(),
+        vec![meta_connect(60_000), meta_connect(60_000)],
+    )
+    .await;
+    assert_eq!(
+        out,
+        vec![(200, "gws1:held".into()), (200, "gws1:held".into())]
+    );
+    assert!(took >= Duration::from_secs(120), "{took:?}");
+    assert!(took < Duration::from_secs(121), "{took:?}");
+    assert_eq!(p.status()["upstream_connections"], 1, "{}", p.status());
+}
+
+/// The same hold past `proxy_read_timeout` is cut at exactly that timeout with 504 (and the
+/// POST, already sent, is not retried): the paused clock does make the proxy's timers fire.
+#[tokio::test(start_paused = true)]
+async fn long_poll_held_past_proxy_read_timeout_gets_504_at_the_timeout() {
+    let up = TestUpstream::start("gws1").await;
+    let p = proxy::start(long_poll_config(&up)).await.unwrap();
+    let (out, took) = exchange(p.local_addr(), vec![meta_connect(80_000)]).await;
+    assert_eq!(out[0].0, 504);
+    assert!(took >= Duration::from_secs(70), "{took:?}");
+    assert!(took < Duration::from_secs(71), "{took:?}");
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
+}
+
+/// The 60-second long-poll on the wall clock (what the paused-clock test stands for).
+#[tokio::test]
+#[ignore = "waits a real 60 s; sixty_second_long_polls_pass_through_on_a_kept_alive_connection covers it in virtual time"]
+async fn sixty_second_long_poll_passes_through_in_real_time() {
+    let up = TestUpstream::start("gws1").await;
+    let p = proxy::start(long_poll_config(&up)).await.unwrap();
+    let (out, took) = exchange(p.local_addr(), vec![meta_connect(60_000)]).await;
+    assert_eq!(out, vec![(200, "gws1:held".into())]);
+    assert!(took >= Duration::from_secs(60), "{took:?}");
+}

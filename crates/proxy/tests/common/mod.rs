@@ -1,6 +1,7 @@
 //! Test upstreams: tiny hyper servers that answer with their own name, set `JSESSIONID` on
-//! `/login`, stream on `/stream`, and can be killed (listener and connections dropped) and
-//! restarted on the same port.
+//! `/login`, stream on `/stream`, hold `/hold/{ms}` that long before answering (a CometD
+//! long-poll), and can be killed (listener and connections dropped) and restarted on the same
+//! port.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -172,6 +173,11 @@ async fn answer(
             });
             let stream = futures_stream(rx);
             Response::new(StreamBody::new(stream).boxed())
+        }
+        hold if hold.starts_with("/hold/") => {
+            let ms = hold["/hold/".len()..].parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Response::new(Full::new(Bytes::from(format!("{name}:held"))).boxed())
         }
         "/echo" => Response::new(Full::new(Bytes::from(format!("{name}:{}", body.len()))).boxed()),
         "/headers" => {
