@@ -2,6 +2,7 @@
 //! SIP from a bare UDP/TCP socket, run SIPp.
 
 pub mod cluster;
+pub mod desktop;
 pub mod gws;
 pub mod ua;
 

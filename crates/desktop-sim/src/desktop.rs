@@ -1,0 +1,194 @@
+//! One desktop: the handle a test, the CLI or a swarm holds — what the agent sees ([`Screen`]),
+//! the journal, and the agent's clicks — over the task in [`crate::driver`].
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::DesktopConfig;
+use crate::connection::Policy;
+use crate::driver::Driver;
+use crate::failure::Failure;
+use crate::gws::Gws;
+use crate::screen::Screen;
+use crate::tally::Tally;
+use nodekit::Journal;
+
+/// Commands queued per desktop; a caller beyond that waits.
+const COMMAND_QUEUE: usize = 16;
+
+/// What the desktop is told to do by its agent.
+pub(crate) enum Command {
+    Voice {
+        operation: &'static str,
+        reason: Option<String>,
+    },
+    Call {
+        id: String,
+        operation: &'static str,
+    },
+    LogOut,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<(), Failure>>;
+
+/// What runs the desktop's task: a shared HTTP client (connection pool), journal and counts.
+#[derive(Clone)]
+pub struct Shared {
+    pub http: reqwest::Client,
+    pub journal: Journal,
+    pub tally: Tally,
+}
+
+impl Shared {
+    /// One HTTP connection pool for any number of desktops (each long-poll keeps one
+    /// connection busy; the pool grows with them), a journal and fresh counts.
+    pub fn new(journal: Journal, connect_timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Shared {
+            http,
+            journal,
+            tally: Tally::default(),
+        })
+    }
+}
+
+/// A running desktop. Dropping it stops the task (without logging out, like closing the tab).
+pub struct Desktop {
+    user: String,
+    commands: mpsc::Sender<(Command, Reply)>,
+    screen: watch::Receiver<Screen>,
+    journal: Journal,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Desktop {
+    /// Starts a desktop with its own HTTP client and journal (node name `desktop-sim`).
+    pub fn start(cfg: DesktopConfig) -> anyhow::Result<Desktop> {
+        let shared = Shared::new(
+            Journal::new("desktop-sim", nodekit::journal::DEFAULT_CAPACITY),
+            cfg.request_timeout,
+        )?;
+        Ok(Self::start_with(cfg, &shared))
+    }
+
+    /// Starts a desktop on shared resources (a swarm's).
+    pub fn start_with(cfg: DesktopConfig, shared: &Shared) -> Desktop {
+        let screen = Screen::new(&cfg.user);
+        let (screen_tx, screen_rx) = watch::channel(screen);
+        let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        shared.tally.update(|s| {
+            s.desktops += 1;
+            s.logged_out += 1;
+        });
+        let driver = Driver {
+            policy: Policy {
+                backoff: cfg.backoff,
+                giveup_after: cfg.giveup_after,
+                relogin: cfg.relogin,
+            },
+            ready: cfg.ready,
+            user: cfg.user.clone(),
+            gws: Gws::new(shared.http.clone(), cfg.clone()),
+            screen: screen_tx,
+            journal: shared.journal.clone(),
+            tally: shared.tally.clone(),
+            commands: commands_rx,
+        };
+        Desktop {
+            user: cfg.user,
+            commands,
+            screen: screen_rx,
+            journal: shared.journal.clone(),
+            task: tokio::spawn(driver.run()),
+        }
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// What the agent sees now.
+    pub fn screen(&self) -> Screen {
+        self.screen.borrow().clone()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Waits until the screen satisfies `pred`, at most `timeout`; Err carries the last screen.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl FnMut(&Screen) -> bool,
+    ) -> Result<Screen, Box<Screen>> {
+        let mut rx = self.screen.clone();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(pred)).await;
+        let held = waited.ok().and_then(|r| r.ok().map(|s| s.clone()));
+        held.ok_or_else(|| Box::new(self.screen()))
+    }
+
+    async fn command(&self, command: Command) -> Result<(), Failure> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || Failure::Network("desktop stopped".into());
+        self.commands
+            .send((command, reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// The agent clicks Ready.
+    pub async fn ready(&self) -> Result<(), Failure> {
+        self.command(Command::Voice {
+            operation: "Ready",
+            reason: None,
+        })
+        .await
+    }
+
+    /// The agent clicks Not Ready (with a reason code).
+    pub async fn not_ready(&self, reason: Option<&str>) -> Result<(), Failure> {
+        let reason = reason.map(str::to_owned);
+        self.command(Command::Voice {
+            operation: "NotReady",
+            reason,
+        })
+        .await
+    }
+
+    /// Answer the call `id` (GWS sends the phone NOTIFY `Event: talk`).
+    pub async fn answer(&self, id: &str) -> Result<(), Failure> {
+        self.command(Command::Call {
+            id: id.to_owned(),
+            operation: "Answer",
+        })
+        .await
+    }
+
+    /// Hang up the call `id`.
+    pub async fn hang_up(&self, id: &str) -> Result<(), Failure> {
+        self.command(Command::Call {
+            id: id.to_owned(),
+            operation: "Hangup",
+        })
+        .await
+    }
+
+    /// End the contact-center session and the CometD client.
+    pub async fn log_out(&self) -> Result<(), Failure> {
+        self.command(Command::LogOut).await
+    }
+}

@@ -1,0 +1,357 @@
+//! The task behind one desktop: logs in, long-polls CometD, runs the agent's commands while a
+//! connect is parked, and recovers from losses by the R13 rules of [`crate::connection`]. What
+//! the agent sees is published as a [`Screen`]; what happened goes to the journal (`desktop.*`
+//! entries, each with its `user`).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::connection::{Connection, Next, Policy};
+use crate::desktop::{Command, Reply};
+use crate::failure::Failure;
+use crate::gws::Gws;
+use crate::screen::{Screen, Seen};
+use crate::tally::Tally;
+use nodekit::Journal;
+
+/// Longest wait between connects a server may advise (a bad `interval` cannot stall a desktop).
+const MAX_ADVISED_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Whether the task goes on.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+pub(crate) struct Driver {
+    pub policy: Policy,
+    pub ready: bool,
+    pub user: String,
+    pub gws: Gws,
+    pub screen: watch::Sender<Screen>,
+    pub journal: Journal,
+    pub tally: Tally,
+    pub commands: mpsc::Receiver<(Command, Reply)>,
+}
+
+impl Driver {
+    pub async fn run(mut self) {
+        self.set_connection(Connection::LoggingIn);
+        if let Err(f) = self.log_in(false).await {
+            self.record("desktop.login_failed", json!({ "error": f.to_string() }));
+            self.set_connection(Connection::LoginFailed);
+        }
+        loop {
+            let connected = self.screen.borrow().connection == Connection::Connected;
+            let flow = if connected {
+                self.poll().await
+            } else {
+                self.idle().await
+            };
+            if flow == Flow::Stop {
+                return;
+            }
+        }
+    }
+
+    fn record(&self, kind: &'static str, mut detail: Value) {
+        detail["user"] = json!(self.user);
+        self.journal.record(kind, detail);
+    }
+
+    /// Changes the screen and journals what the agent could notice.
+    fn show(&mut self, change: impl FnOnce(&mut Screen) -> Vec<Seen>) {
+        let mut seen = Vec::new();
+        self.screen.send_modify(|s| seen = change(s));
+        for s in seen {
+            match s {
+                Seen::Voice(v) => self.record("desktop.voice", json!({ "voice": v })),
+                Seen::VoiceService(available) => {
+                    self.record("desktop.voice_service", json!({ "available": available }))
+                }
+                Seen::Call { id, state } => {
+                    self.record("desktop.call", json!({ "id": id, "state": state }))
+                }
+                Seen::Notice(text) => self.record("desktop.notice", json!({ "text": text })),
+            }
+        }
+    }
+
+    fn deliver(&mut self, delivered: Vec<(String, Value)>) {
+        for (channel, data) in delivered {
+            self.show(|s| s.notify(&channel, &data));
+        }
+    }
+
+    fn set_connection(&mut self, to: Connection) {
+        let mut from = to;
+        self.screen.send_modify(|s| {
+            from = s.connection;
+            s.set_connection(to);
+        });
+        self.tally.update(|s| s.moved(&from, &to));
+        if from.banner() != to.banner() {
+            if let Some(message) = to.banner() {
+                self.record("desktop.message_shown", json!({ "message": message }));
+            }
+        }
+    }
+
+    /// The whole login: probe with Basic credentials, CometD handshake and subscriptions, the
+    /// contact-center session, the state load, and Ready if configured. A refused session (R5:
+    /// a call in progress) is shown as a notice: the desktop is up and sees its calls.
+    async fn log_in(&mut self, relogin: bool) -> Result<(), Failure> {
+        let me = self.gws.log_in().await?;
+        self.show(|s| s.logged_in(&me));
+        let delivered = self.gws.handshake().await?;
+        self.deliver(delivered);
+        match self.gws.start_contact_center_session().await {
+            Ok(body) => {
+                if let Some(text) = body
+                    .pointer("/failed/0/statusMessage")
+                    .and_then(Value::as_str)
+                {
+                    let text = text.to_owned();
+                    self.show(|s| s.set_notice(text));
+                }
+            }
+            Err(f) if f.is_loss() => return Err(f),
+            Err(refused) => self.show(|s| s.set_notice(refused.to_string())),
+        }
+        // Take what the session start queued (LoggedIn, Ready) before the state load, so older
+        // states are not replayed over the fresh one.
+        self.connect_now().await?;
+        self.reload().await?;
+        if self.ready {
+            self.run_voice("Ready", None).await?;
+        }
+        let dn = self.screen.borrow().dn.clone();
+        self.record("desktop.logged_in", json!({ "dn": dn, "relogin": relogin }));
+        self.tally.update(|s| {
+            s.logins += 1;
+            s.relogins += u64::from(relogin);
+        });
+        self.recovered("login");
+        Ok(())
+    }
+
+    /// A `/meta/connect` the server answers at once, its messages shown.
+    async fn connect_now(&mut self) -> Result<(), Failure> {
+        let answer = self.gws.connect(true).await;
+        let polled = self.gws.connected(answer);
+        self.deliver(polled.delivered);
+        polled.outcome
+    }
+
+    async fn reload(&mut self) -> Result<(), Failure> {
+        let me = self.gws.load_state().await?;
+        let user = me.get("user").cloned().unwrap_or(Value::Null);
+        self.show(|s| s.load(&user));
+        Ok(())
+    }
+
+    fn recovered(&mut self, how: &str) {
+        let mut connection = self.screen.borrow().connection;
+        let outage = connection.recovered(Instant::now());
+        if let Some(outage) = outage {
+            self.record(
+                "desktop.recovered",
+                json!({ "how": how, "outage_ms": outage.as_millis() as u64 }),
+            );
+        }
+        self.set_connection(connection);
+    }
+
+    /// A voice operation; a refusal is a notice, a loss is returned.
+    async fn run_voice(&mut self, operation: &str, reason: Option<&str>) -> Result<(), Failure> {
+        match self.gws.voice(operation, reason).await {
+            Ok(_) => Ok(()),
+            Err(f) if f.is_loss() => Err(f),
+            Err(refused) => {
+                self.show(|s| s.set_notice(refused.to_string()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs one command while connected; returns a loss if it revealed one.
+    async fn execute(&mut self, command: Command, reply: Reply) -> Option<Failure> {
+        let result = match command {
+            Command::Voice { operation, reason } => {
+                self.gws.voice(operation, reason.as_deref()).await.map(drop)
+            }
+            Command::Call { id, operation } => self.gws.call(&id, operation).await.map(drop),
+            Command::LogOut => {
+                let result = self.gws.end_contact_center_session().await.map(drop);
+                self.gws.disconnect().await;
+                self.record("desktop.logged_out", json!({}));
+                self.set_connection(Connection::LoggedOut);
+                result
+            }
+        };
+        let loss = result.as_ref().err().filter(|f| f.is_loss()).cloned();
+        if let Err(refused) = &result {
+            if !refused.is_loss() {
+                let text = refused.to_string();
+                self.show(|s| s.set_notice(text));
+            }
+        }
+        let _ = reply.send(result);
+        loss
+    }
+
+    /// One long-poll, running commands meanwhile.
+    async fn poll(&mut self) -> Flow {
+        let mut pending = self.gws.connect(false);
+        loop {
+            tokio::select! {
+                answer = &mut pending => {
+                    let polled = self.gws.connected(answer);
+                    self.deliver(polled.delivered);
+                    return match polled.outcome {
+                        Ok(()) => self.pause(self.gws.advice().interval.min(MAX_ADVISED_INTERVAL)).await,
+                        Err(f) => self.recover(f).await,
+                    };
+                }
+                command = self.commands.recv() => {
+                    let Some((command, reply)) = command else { return Flow::Stop };
+                    if let Some(loss) = self.execute(command, reply).await {
+                        return self.recover(loss).await;
+                    }
+                    if self.screen.borrow().connection != Connection::Connected {
+                        return Flow::Continue;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The advised interval between connects (usually 0).
+    async fn pause(&mut self, interval: Duration) -> Flow {
+        if interval.is_zero() {
+            return Flow::Continue;
+        }
+        self.wait_until(Instant::now() + interval).await
+    }
+
+    /// Not connected: waits until `at`, refusing commands (a log-out stops the desktop).
+    async fn wait_until(&mut self, at: Instant) -> Flow {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => return Flow::Continue,
+                command = self.commands.recv() => match command {
+                    None => return Flow::Stop,
+                    Some((Command::LogOut, reply)) => {
+                        self.record("desktop.logged_out", json!({}));
+                        self.set_connection(Connection::LoggedOut);
+                        let _ = reply.send(Ok(()));
+                        return Flow::Stop;
+                    }
+                    Some((_, reply)) => {
+                        let _ = reply.send(Err(Failure::Network("not connected".into())));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Logged out, given up or never logged in: only commands (refused) until the end.
+    async fn idle(&mut self) -> Flow {
+        loop {
+            if self
+                .wait_until(Instant::now() + Duration::from_secs(3600))
+                .await
+                == Flow::Stop
+            {
+                return Flow::Stop;
+            }
+        }
+    }
+
+    /// Applies a failure to the connection: the banner, the counts and what comes next.
+    fn fail(&mut self, failure: &Failure) -> Next {
+        let mut connection = self.screen.borrow().connection;
+        let next = connection.failed(failure, &self.policy, Instant::now(), rand::random::<f64>());
+        self.set_connection(connection);
+        next
+    }
+
+    /// R13: from a loss until recovered or given up.
+    async fn recover(&mut self, loss: Failure) -> Flow {
+        self.record(
+            "desktop.connection_lost",
+            json!({ "cause": loss.to_string() }),
+        );
+        let mut next = self.fail(&loss);
+        let mut attempt = 0u32;
+        loop {
+            let (at, relogin) = match next {
+                Next::GaveUp => return Flow::Continue,
+                Next::GiveUpAt(at) => {
+                    if self.wait_until(at).await == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                    self.give_up();
+                    return Flow::Continue;
+                }
+                Next::Retry(at) => (at, false),
+                Next::Relogin(at) => (at, true),
+            };
+            let give_up_at = match self.screen.borrow().connection {
+                Connection::Reconnecting(r) => r.since + self.policy.giveup_after,
+                _ => return Flow::Continue,
+            };
+            if self.wait_until(at).await == Flow::Stop {
+                return Flow::Stop;
+            }
+            attempt += 1;
+            self.record(
+                "desktop.reconnect_attempt",
+                json!({ "attempt": attempt, "relogin": relogin }),
+            );
+            self.tally.update(|s| s.reconnect_attempts += 1);
+            let outcome = tokio::select! {
+                r = self.attempt(relogin) => Some(r),
+                _ = tokio::time::sleep_until(give_up_at) => None,
+            };
+            match outcome {
+                None => {
+                    self.give_up();
+                    return Flow::Continue;
+                }
+                Some(Ok(())) => return Flow::Continue,
+                Some(Err(f)) => next = self.fail(&f),
+            }
+        }
+    }
+
+    fn give_up(&mut self) {
+        let mut connection = self.screen.borrow().connection;
+        if connection.give_up() {
+            self.set_connection(connection);
+        }
+    }
+
+    /// One reconnect attempt: a new login, or CometD again — an immediate connect with the old
+    /// client, a new handshake if the node does not know it — then the state reload.
+    async fn attempt(&mut self, relogin: bool) -> Result<(), Failure> {
+        if relogin {
+            return self.log_in(true).await;
+        }
+        match self.connect_now().await {
+            Ok(()) => {}
+            Err(Failure::UnknownClient) => {
+                let delivered = self.gws.handshake().await?;
+                self.deliver(delivered);
+            }
+            Err(f) => return Err(f),
+        }
+        self.reload().await?;
+        self.recovered("reconnect");
+        Ok(())
+    }
+}

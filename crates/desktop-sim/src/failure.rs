@@ -1,0 +1,140 @@
+//! Why an exchange with GWS failed, in the terms the desktop reacts to (R13, domain.md §3.1,
+//! §3.4): the link is gone (retry), the CometD client is unknown (handshake again), the session
+//! is unknown (log in again), or the server refused one operation (show it, stay connected).
+
+use serde_json::Value;
+
+/// A failed exchange.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// No usable answer: connect refused, reset, timeout, a proxy's 5xx, a malformed body.
+    #[error("connection lost: {0}")]
+    Network(String),
+    /// CometD `402::Unknown client` (the node forgot the client, or it is another node).
+    #[error("unknown CometD client")]
+    UnknownClient,
+    /// REST 403 `statusCode` 20 or CometD `403::Unknown session`: the GWS session is gone (the
+    /// node restarted, ended it, or the proxy moved the desktop to a node that never knew it).
+    #[error("session unknown to the server")]
+    SessionGone,
+    /// The server answered and refused this one request (wrong state, bad credentials …).
+    #[error("refused ({status}, statusCode {code}): {message}")]
+    Refused {
+        status: u16,
+        code: i64,
+        message: String,
+    },
+}
+
+/// GWS `statusCode` 20, "not authenticated".
+const NOT_AUTHENTICATED: i64 = 20;
+
+impl Failure {
+    /// Whether this failure means the desktop lost its connection (as opposed to one refused
+    /// request).
+    pub fn is_loss(&self) -> bool {
+        !matches!(self, Failure::Refused { .. })
+    }
+
+    /// Classifies a REST answer: 2xx with `statusCode` 0 or 7 (partial success) is fine.
+    pub fn of_rest(status: u16, body: &Value) -> Result<(), Failure> {
+        let code = body.get("statusCode").and_then(Value::as_i64);
+        if status == 403 && code == Some(NOT_AUTHENTICATED) {
+            return Err(Failure::SessionGone);
+        }
+        if status >= 500 && code.is_none() {
+            // Not a GWS answer: the proxy's 502/503/504 for a node that is gone.
+            return Err(Failure::Network(format!("HTTP {status}")));
+        }
+        if (200..300).contains(&status) && matches!(code, None | Some(0) | Some(7)) {
+            return Ok(());
+        }
+        Err(Failure::Refused {
+            status,
+            code: code.unwrap_or(-1),
+            message: body
+                .get("statusMessage")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+        })
+    }
+
+    /// Classifies a Bayeux reply message (`successful` and `error`, anchors.md §5).
+    pub fn of_bayeux(reply: &Value) -> Result<(), Failure> {
+        if reply.get("successful") == Some(&Value::Bool(true)) {
+            return Ok(());
+        }
+        let error = reply.get("error").and_then(Value::as_str).unwrap_or("");
+        if error.starts_with("402::") {
+            return Err(Failure::UnknownClient);
+        }
+        if error.starts_with("403::Unknown session") {
+            return Err(Failure::SessionGone);
+        }
+        let code = error
+            .split("::")
+            .next()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(-1);
+        Err(Failure::Refused {
+            status: 200,
+            code,
+            message: error.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rest_answers_are_classified() {
+        assert_eq!(Failure::of_rest(200, &json!({"statusCode": 0})), Ok(()));
+        assert_eq!(Failure::of_rest(200, &json!({"statusCode": 7})), Ok(()));
+        assert_eq!(
+            Failure::of_rest(403, &json!({"statusCode": 20})),
+            Err(Failure::SessionGone)
+        );
+        assert!(matches!(
+            Failure::of_rest(502, &Value::Null),
+            Err(Failure::Network(_))
+        ));
+        let refused = Failure::of_rest(
+            400,
+            &json!({"statusCode": 2, "statusMessage": "Invalid state"}),
+        )
+        .unwrap_err();
+        assert!(!refused.is_loss());
+        assert_eq!(
+            refused.to_string(),
+            "refused (400, statusCode 2): Invalid state"
+        );
+        assert!(!Failure::of_rest(500, &json!({"statusCode": 4}))
+            .unwrap_err()
+            .is_loss());
+    }
+
+    #[test]
+    fn bayeux_replies_are_classified() {
+        assert_eq!(Failure::of_bayeux(&json!({"successful": true})), Ok(()));
+        assert_eq!(
+            Failure::of_bayeux(&json!({"successful": false, "error": "402::Unknown client"})),
+            Err(Failure::UnknownClient)
+        );
+        assert_eq!(
+            Failure::of_bayeux(&json!({"successful": false, "error": "403::Unknown session"})),
+            Err(Failure::SessionGone)
+        );
+        assert!(matches!(
+            Failure::of_bayeux(&json!({"successful": false, "error": "403::Subscription denied"})),
+            Err(Failure::Refused { code: 403, .. })
+        ));
+        assert!(matches!(
+            Failure::of_bayeux(&json!(7)),
+            Err(Failure::Refused { .. })
+        ));
+    }
+}

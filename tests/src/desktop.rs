@@ -1,0 +1,81 @@
+//! Helpers for the desktop tests: the embedded lab (fast profile) with the sticky proxy in front
+//! of its DC1 GWS nodes, which node holds a user's session, and a desktop's journal.
+
+use std::time::Duration;
+
+use desktop_sim::Entry;
+use drlab::Lab;
+use gws_mock::GwsNode;
+use proxy::{Config, ProxyHandle, ServerConfig, Sticky};
+use serde_json::Value;
+
+use crate::cluster::start_lab;
+use crate::gws::wait_link_up;
+
+/// The DC1 GWS nodes the proxy balances.
+pub const DC1_GWS: [&str; 2] = ["gws1", "gws2"];
+
+/// The lab (fast profile) and a proxy on 127.0.0.1 in front of gws1 and gws2, NGINX Plus
+/// `sticky learn` on `JSESSIONID` (R14), both nodes' T-Lib links up.
+pub async fn lab_behind_proxy() -> (Lab, ProxyHandle) {
+    let lab = start_lab(|t| t).await;
+    let mut servers = Vec::new();
+    for name in DC1_GWS {
+        let node = gws(&lab, name);
+        wait_link_up(node).await;
+        let mut server = ServerConfig::new(node.http_addr().to_string());
+        server.name = Some(name.to_owned());
+        servers.push(server);
+    }
+    let mut cfg = Config::new("127.0.0.1:0".parse().expect("address"), servers);
+    cfg.name = "proxy-dc1".into();
+    cfg.proxy_connect_timeout = Duration::from_secs(1);
+    cfg.upstreams[0].sticky = Sticky::Learn;
+    cfg.upstreams[0].sticky_cookie = Some("JSESSIONID".into());
+    let proxy = proxy::start(cfg).await.expect("proxy starts");
+    (lab, proxy)
+}
+
+pub fn gws<'a>(lab: &'a Lab, name: &str) -> &'a GwsNode {
+    lab.gws_node(name)
+        .expect("GWS node of the embedded topology")
+}
+
+/// The DC1 node whose journal created a session for `user` after `since` (per node: the seq
+/// before the event of interest; 0 for any time).
+pub fn session_node<'a>(lab: &'a Lab, user: &str, since: &[u64; 2]) -> Option<&'a str> {
+    DC1_GWS.iter().zip(since).find_map(|(name, since)| {
+        let created = gws(lab, name)
+            .journal()
+            .since(*since, usize::MAX)
+            .iter()
+            .any(|e| e.kind == "session.created" && e.detail()["user"] == user);
+        created.then_some(*name)
+    })
+}
+
+/// Each DC1 node's newest journal seq.
+pub fn dc1_seqs(lab: &Lab) -> [u64; 2] {
+    DC1_GWS.map(|name| gws(lab, name).journal().last_seq())
+}
+
+/// `(at_ms, kind, detail)` of every `desktop.*` entry about `user`, oldest first.
+pub fn desktop_entries(
+    entries: &[std::sync::Arc<Entry>],
+    user: &str,
+) -> Vec<(u64, &'static str, Value)> {
+    entries
+        .iter()
+        .map(|e| (e.at_ms, e.kind, e.detail()))
+        .filter(|(_, _, d)| d["user"] == user)
+        .collect()
+}
+
+/// The messages shown, with their times.
+pub fn messages_shown(entries: &[(u64, &'static str, Value)]) -> Vec<(u64, String)> {
+    entries
+        .iter()
+        .filter(|(_, kind, _)| *kind == "desktop.message_shown")
+        .map(|(at, _, d)| (*at, d["message"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
