@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use gws_mock::{GwsConfig, SipNodeRef};
 
@@ -56,11 +55,7 @@ async fn main() -> anyhow::Result<()> {
     nodekit::telemetry::init("info");
     let cli = Cli::parse();
     let mut config = match &cli.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str::<GwsConfig>(&text).with_context(|| format!("{}", path.display()))?
-        }
+        Some(path) => nodekit::config::read_toml::<GwsConfig>(path)?,
         None => GwsConfig::new(
             cli.name.as_deref().unwrap_or("gws1"),
             cli.dc.as_deref().unwrap_or("dc1"),

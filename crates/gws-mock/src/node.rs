@@ -53,15 +53,8 @@ pub async fn start(mut config: GwsConfig) -> anyhow::Result<GwsNode> {
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("node {}: {e}", config.name))?;
-    let control_listener = TcpListener::bind(config.control_addr())
-        .await
-        .with_context(|| {
-            format!(
-                "node {}: cannot bind control on {}",
-                config.name,
-                config.control_addr()
-            )
-        })?;
+    let control_listener =
+        nodekit::config::bind_control(&config.name, config.control_addr()).await?;
     let http_listener = bind_http(&config).await?;
     config.http_port = http_listener.local_addr()?.port();
     config.control_port = control_listener.local_addr()?.port();

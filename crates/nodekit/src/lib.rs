@@ -4,6 +4,7 @@
 //! endpoints and the in-process `NodeHandle`s, so local and remote control behave alike.
 
 pub mod addp;
+pub mod config;
 pub mod control;
 pub mod duration;
 pub mod journal;

@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use sipserver_mock::NodeConfig;
 
@@ -47,11 +46,7 @@ async fn main() -> anyhow::Result<()> {
     nodekit::telemetry::init("info");
     let cli = Cli::parse();
     let mut config = match &cli.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str::<NodeConfig>(&text).with_context(|| format!("{}", path.display()))?
-        }
+        Some(path) => nodekit::config::read_toml::<NodeConfig>(path)?,
         None => NodeConfig::new(
             cli.name.as_deref().unwrap_or("ss1"),
             cli.dc.as_deref().unwrap_or("dc1"),

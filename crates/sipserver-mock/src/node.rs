@@ -110,15 +110,8 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<SipNode> {
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("node {}: {e}", config.name))?;
-    let control_listener = TcpListener::bind(config.control_addr())
-        .await
-        .with_context(|| {
-            format!(
-                "node {}: cannot bind control on {}",
-                config.name,
-                config.control_addr()
-            )
-        })?;
+    let control_listener =
+        nodekit::config::bind_control(&config.name, config.control_addr()).await?;
     let faults = Faults::new();
     let journal = Journal::new(&config.name, config.journal_capacity);
     let metrics = Arc::new(NodeMetrics::new(&config.name));
