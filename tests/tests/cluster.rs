@@ -294,6 +294,70 @@ async fn r8_no_move_during_a_call_then_the_move_after_release() {
     lab.shutdown().await;
 }
 
+/// R8: no move during ACW either. With `logout_on_disconnect = false` the agent stays logged in
+/// when its client leaves, so the released call's wrap-up keeps the DN; the move follows the end
+/// of ACW (and logs the agent out first).
+#[tokio::test]
+async fn r8_no_move_during_acw_then_the_move_after_wrap_up() {
+    let gateway = TestPhone::bind().await.unwrap();
+    gateway.set_answer(AnswerMode::Auto);
+    let lab = start_lab(|t| {
+        t.replace("127.0.3.1:5060", &gateway.local_addr().to_string())
+            .replace(
+                "logout_on_disconnect = true",
+                "logout_on_disconnect = false",
+            )
+    })
+    .await;
+    let (gws1, mut ev1) = client_at(&lab, "ss1", "gws1").await;
+    request(&gws1, Request::register_address("8114")).await;
+    request(&gws1, agent_login("8114")).await;
+    let caller = TestCaller::bind().await.unwrap();
+    let mut call = caller
+        .invite(node(&lab, "ss1").sip_addr(), "8114", "5550114")
+        .await
+        .unwrap();
+    call.wait_for_status(200, WAIT).await.unwrap();
+    expect_event(&mut ev1, MessageName::EventEstablished).await;
+    let (gws3, _ev3) = client_at(&lab, "ss3", "gws3").await;
+    request(&gws3, Request::register_address("8114")).await;
+    assert_eq!(call.hang_up().await.unwrap(), 200);
+    wait_journal(node(&lab, "ss1"), "agent.acw_started", |d| {
+        d["dn"] == "8114"
+    })
+    .await;
+    request(&gws1, Request::UnregisterAddress { dn: "8114".into() }).await;
+    let state = dn_state(node(&lab, "ss1"), "8114").await.unwrap();
+    assert!(
+        state["cluster"]["move_pending"].is_null(),
+        "no move during ACW: {state}"
+    );
+
+    let acw_end = wait_journal(node(&lab, "ss1"), "agent.acw_ended", |d| d["dn"] == "8114").await;
+    assert_eq!(acw_end["dn"], "8114");
+    wait_journal(node(&lab, "ss1"), "ownership.move_scheduled", |d| {
+        d["dn"] == "8114"
+    })
+    .await;
+    wait_journal(node(&lab, "ss1"), "agent.logout", |d| {
+        d["dn"] == "8114" && d["rule"] == "R8"
+    })
+    .await;
+    wait_owner_everywhere(&lab, "8114", Some("ss3")).await;
+    let scheduled_after_acw = node(&lab, "ss1")
+        .journal()
+        .since(0, usize::MAX)
+        .iter()
+        .filter(|e| e.kind == "agent.acw_ended" || e.kind == "ownership.move_scheduled")
+        .map(|e| e.kind)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        scheduled_after_acw,
+        ["agent.acw_ended", "ownership.move_scheduled"]
+    );
+    lab.shutdown().await;
+}
+
 /// R8 + R12 (S4.3–S4.5): the softphone fails over to ss3 while its binding at ss1 lives; when
 /// that binding expires the DN goes out of service at ss1, the agent is logged out, and the DN
 /// moves to ss3 at once; the desktop at ss1 now registers it remotely and sees it back.
