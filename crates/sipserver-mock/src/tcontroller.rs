@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::agent::{self, AgentStatus, ClientId, Refusal};
-use crate::core::{Client, ClientOrigin, NodeCore, RELAYED_CLIENT_BASE};
+use crate::cluster::is_relayed;
+use crate::core::{Client, ClientOrigin, NodeCore};
 use crate::dn::DnKind;
 
 impl NodeCore {
@@ -66,10 +67,7 @@ impl NodeCore {
     }
 
     fn local_clients(&self) -> usize {
-        self.clients
-            .keys()
-            .filter(|id| **id < RELAYED_CLIENT_BASE)
-            .count()
+        self.clients.keys().filter(|id| !is_relayed(**id)).count()
     }
 
     /// One decoded frame from client `id`.

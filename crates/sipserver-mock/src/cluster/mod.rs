@@ -87,7 +87,7 @@ pub(super) fn precedence(epoch: u64, owner: Option<&str>) -> (u64, bool, Reverse
     (epoch, owner.is_some(), Reverse(owner.unwrap_or("")))
 }
 
-pub(super) fn is_relayed(id: ClientId) -> bool {
+pub(crate) fn is_relayed(id: ClientId) -> bool {
     id >= RELAYED_CLIENT_BASE
 }
 

@@ -79,12 +79,7 @@ impl NodeCore {
                 self.unregister_dn(id, &dn, "unregister");
             }
             Request::ReleaseCall { conn_id, .. } | Request::ClearCall { conn_id, .. } => {
-                // R11: the call cannot be reached; clear it from the desktop, not leave it stuck.
-                self.journal.record(
-                    "call.cleared_locally",
-                    json!({ "dn": dn, "conn_id": conn_id.to_string(), "unreachable": &*owner, "rule": "R11" }),
-                );
-                let released = released_event(&dn, *conn_id, None);
+                let released = self.cleared_locally(&dn, *conn_id, &owner, None);
                 self.send(id, released.with_reference_id(reference));
             }
             _ => {
@@ -300,11 +295,7 @@ impl NodeCore {
                 if let Some(c) = self.dns.get_mut(dn).and_then(|s| s.cluster.as_mut()) {
                     c.remote_calls.remove(&conn);
                 }
-                self.journal.record(
-                    "call.cleared_locally",
-                    json!({ "dn": dn, "conn_id": conn.to_string(), "unreachable": &*node, "rule": "R11" }),
-                );
-                let released = released_event(dn, conn, Some(&last));
+                let released = self.cleared_locally(dn, conn, &node, Some(&last));
                 self.answer_and_broadcast(dn, id, reference, released);
                 self.consider_move(dn, now);
                 Ok(())
@@ -314,6 +305,22 @@ impl NodeCore {
                 format!("call {conn} lives on {node}, which is unreachable"),
             )),
         }
+    }
+
+    /// R11: a release for a call on `unreachable` clears it from the desktop rather than leave
+    /// it stuck; journals that and returns the `EventReleased` to send.
+    fn cleared_locally(
+        &self,
+        dn: &str,
+        conn: ConnId,
+        unreachable: &str,
+        last: Option<&Message>,
+    ) -> Message {
+        self.journal.record(
+            "call.cleared_locally",
+            json!({ "dn": dn, "conn_id": conn.to_string(), "unreachable": unreachable, "rule": "R11" }),
+        );
+        released_event(dn, conn, last)
     }
 
     /// 3pcc on a call that lives here.

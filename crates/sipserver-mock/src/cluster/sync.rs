@@ -269,28 +269,12 @@ impl NodeCore {
             .map(|(dn, s)| OwnedDn {
                 dn: dn.to_string(),
                 epoch: s.epoch,
-                contact: None,
+                contact: self.local_contact(dn),
             })
             .collect();
-        let mut parts: Vec<Vec<OwnedDn>> = owned
-            .chunks(SNAPSHOT_DNS)
-            .map(|c| {
-                c.iter()
-                    .map(|o| OwnedDn {
-                        contact: self.local_contact(&o.dn),
-                        ..o.clone()
-                    })
-                    .collect()
-            })
-            .collect();
-        if parts.is_empty() {
-            parts.push(Vec::new());
-        }
-        let last = parts.len() - 1;
-        for (i, owned) in parts.into_iter().enumerate() {
-            let done = i == last;
-            self.send_tc(peer, TcMessage::OwnerSnapshot { owned, done });
-        }
+        self.send_in_parts(peer, owned, SNAPSHOT_DNS, |owned, done| {
+            TcMessage::OwnerSnapshot { owned, done }
+        });
         let calls: Vec<CallReport> = self
             .calls
             .values()
@@ -301,15 +285,28 @@ impl NodeCore {
                 event: c.current_event(),
             })
             .collect();
-        let mut parts: Vec<Vec<CallReport>> =
-            calls.chunks(SNAPSHOT_CALLS).map(<[_]>::to_vec).collect();
-        if parts.is_empty() {
-            parts.push(Vec::new());
-        }
-        let last = parts.len() - 1;
-        for (i, calls) in parts.into_iter().enumerate() {
-            let done = i == last;
-            self.send_tc(peer, TcMessage::CallsSnapshot { calls, done });
+        self.send_in_parts(peer, calls, SNAPSHOT_CALLS, |calls, done| {
+            TcMessage::CallsSnapshot { calls, done }
+        });
+    }
+
+    /// Sends `items` to `peer` in frames of at most `size` (at least one frame, even for none),
+    /// the last one marked done.
+    fn send_in_parts<T>(
+        &mut self,
+        peer: &str,
+        items: Vec<T>,
+        size: usize,
+        frame: impl Fn(Vec<T>, bool) -> TcMessage,
+    ) {
+        let mut items = items.into_iter().peekable();
+        loop {
+            let part: Vec<T> = items.by_ref().take(size).collect();
+            let done = items.peek().is_none();
+            self.send_tc(peer, frame(part, done));
+            if done {
+                return;
+            }
         }
     }
 
