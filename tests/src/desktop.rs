@@ -1,12 +1,11 @@
 //! Helpers for the desktop tests: the embedded lab (fast profile) with the sticky proxy in front
 //! of its DC1 GWS nodes, which node holds a user's session, and a desktop's journal.
 
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use desktop_sim::Entry;
 use drlab::Lab;
 use gws_mock::GwsNode;
-use proxy::{Config, ProxyHandle, ServerConfig, Sticky};
 use serde_json::Value;
 
 use crate::cluster::start_lab;
@@ -15,25 +14,19 @@ use crate::gws::wait_link_up;
 /// The DC1 GWS nodes the proxy balances.
 pub const DC1_GWS: [&str; 2] = ["gws1", "gws2"];
 
-/// The lab (fast profile) and a proxy on 127.0.0.1 in front of gws1 and gws2, NGINX Plus
-/// `sticky learn` on `JSESSIONID` (R14), both nodes' T-Lib links up.
-pub async fn lab_behind_proxy() -> (Lab, ProxyHandle) {
+/// The lab (fast profile) with both DC1 GWS nodes' T-Lib links up, and the HTTP address of its
+/// proxy-dc1 in front of gws1 and gws2 (NGINX Plus `sticky learn` on `JSESSIONID`, R14).
+pub async fn lab_behind_proxy() -> (Lab, SocketAddr) {
     let lab = start_lab(|t| t).await;
-    let mut servers = Vec::new();
     for name in DC1_GWS {
-        let node = gws(&lab, name);
-        wait_link_up(node).await;
-        let mut server = ServerConfig::new(node.http_addr().to_string());
-        server.name = Some(name.to_owned());
-        servers.push(server);
+        wait_link_up(gws(&lab, name)).await;
     }
-    let mut cfg = Config::new("127.0.0.1:0".parse().expect("address"), servers);
-    cfg.name = "proxy-dc1".into();
-    cfg.proxy_connect_timeout = Duration::from_secs(1);
-    cfg.upstreams[0].sticky = Sticky::Learn;
-    cfg.upstreams[0].sticky_cookie = Some("JSESSIONID".into());
-    let proxy = proxy::start(cfg).await.expect("proxy starts");
-    (lab, proxy)
+    let proxy = lab
+        .proxy("proxy-dc1")
+        .expect("proxy-dc1 of the embedded topology");
+    assert_eq!(proxy.upstreams, DC1_GWS);
+    let http = proxy.http;
+    (lab, http)
 }
 
 pub fn gws<'a>(lab: &'a Lab, name: &str) -> &'a GwsNode {

@@ -15,9 +15,8 @@ use drlab_tests::PATIENCE;
 use netfault::{FaultMode, FaultRule};
 
 /// Fast-profile desktop for `user` through `proxy`.
-fn desktop_config(proxy: &proxy::ProxyHandle, user: &str) -> DesktopConfig {
-    let mut cfg =
-        DesktopConfig::new(format!("http://{}", proxy.local_addr()), user).with_fast_timers();
+fn desktop_config(proxy: std::net::SocketAddr, user: &str) -> DesktopConfig {
+    let mut cfg = DesktopConfig::new(format!("http://{proxy}"), user).with_fast_timers();
     cfg.ready = true;
     cfg
 }
@@ -44,7 +43,7 @@ async fn desktop_logs_in_through_the_proxy_gets_ready_answers_and_hangs_up_a_cal
         200
     );
 
-    let desktop = Desktop::start(desktop_config(&proxy, "agent7001")).unwrap();
+    let desktop = Desktop::start(desktop_config(proxy, "agent7001")).unwrap();
     connected_and_ready(&desktop).await;
     let screen = desktop.screen();
     assert_eq!(screen.dn.as_deref(), Some("7001"));
@@ -124,7 +123,7 @@ async fn crash_home_node(lab: &drlab::Lab, user: &str) -> (&'static str, u64) {
 #[tokio::test]
 async fn r13_desktop_shows_reconnecting_then_gives_up_when_its_gws_node_dies() {
     let (lab, proxy) = lab_behind_proxy().await;
-    let desktop = Desktop::start(desktop_config(&proxy, "agent8001")).unwrap();
+    let desktop = Desktop::start(desktop_config(proxy, "agent8001")).unwrap();
     connected_and_ready(&desktop).await;
 
     let (_, crashed_at) = crash_home_node(&lab, "agent8001").await;
@@ -178,7 +177,7 @@ async fn r13_desktop_shows_reconnecting_then_gives_up_when_its_gws_node_dies() {
 #[tokio::test]
 async fn r14_s1_3_desktop_with_relogin_logs_in_again_on_the_other_gws_node() {
     let (lab, proxy) = lab_behind_proxy().await;
-    let mut cfg = desktop_config(&proxy, "agent8002");
+    let mut cfg = desktop_config(proxy, "agent8002");
     cfg.relogin = true;
     let desktop = Desktop::start(cfg).unwrap();
     connected_and_ready(&desktop).await;
@@ -225,7 +224,7 @@ async fn r14_s1_3_desktop_with_relogin_logs_in_again_on_the_other_gws_node() {
 #[tokio::test]
 async fn r13_desktop_shows_voice_channel_out_of_service_when_gws_loses_its_sip_node() {
     let (lab, proxy) = lab_behind_proxy().await;
-    let desktop = Desktop::start(desktop_config(&proxy, "agent8003")).unwrap();
+    let desktop = Desktop::start(desktop_config(proxy, "agent8003")).unwrap();
     connected_and_ready(&desktop).await;
     let home = session_node(&lab, "agent8003", &[0, 0]).unwrap();
     gws(&lab, home)
@@ -255,7 +254,7 @@ async fn r13_desktop_shows_voice_channel_out_of_service_when_gws_loses_its_sip_n
 async fn swarm_logs_in_every_desktop_with_its_own_session() {
     let (lab, proxy) = lab_behind_proxy().await;
     let users = desktop_sim::user_range("agent8100-agent8139", 100).unwrap();
-    let swarm = Swarm::start(SwarmConfig::new(desktop_config(&proxy, ""), users.clone())).unwrap();
+    let swarm = Swarm::start(SwarmConfig::new(desktop_config(proxy, ""), users.clone())).unwrap();
     let (summary, all) = swarm
         .tally()
         .wait_for(Duration::from_secs(20), |s| s.connected == 40)
