@@ -351,3 +351,6 @@ mod tests {
         assert!(bad.is_err());
     }
 }
+
+// Its identity fields and constructors are the ones the node binaries' common flags override.
+nodekit::node_config_file!(GwsConfig);

@@ -3,13 +3,13 @@
 //! plane outlives crashes; a crash loses every session, as a real GWS node's memory would.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use netfault::Faults;
 use nodekit::control::BoxFuture;
-use nodekit::{serve_control_on, ControlServer, ControlTarget, Journal};
+use nodekit::{ControlTarget, Journal, Lifecycle};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -34,11 +34,8 @@ pub struct GwsNode {
 struct Inner {
     /// The configuration with the ports actually bound (port 0 resolved).
     config: Arc<GwsConfig>,
-    journal: Journal,
-    faults: Faults,
     metrics: Arc<GwsMetrics>,
-    services: tokio::sync::Mutex<Option<Services>>,
-    control: Mutex<Option<ControlServer>>,
+    life: Lifecycle<Services>,
 }
 
 /// What a crash kills and a restart brings back.
@@ -63,24 +60,19 @@ pub async fn start(mut config: GwsConfig) -> anyhow::Result<GwsNode> {
     let journal = Journal::new(&config.name, config.journal_capacity);
     let metrics = Arc::new(GwsMetrics::new(&config.name));
     let services = Services::start(&config, http_listener, &faults, &journal, &metrics);
+    let life = Lifecycle::new(&config.name, &config.dc, journal, faults, services);
     let node = GwsNode {
         inner: Arc::new(Inner {
             config,
-            journal,
-            faults,
             metrics,
-            services: tokio::sync::Mutex::new(Some(services)),
-            control: Mutex::new(None),
+            life,
         }),
     };
     let token = node.inner.config.control_token.clone();
-    let control = serve_control_on(control_listener, Arc::new(node.clone()), token)
-        .with_context(|| format!("node {}", node.name()))?;
-    *node.inner.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(control);
-    let c = &node.inner.config;
     node.inner
-        .journal
-        .record("node.started", json!({ "node": c.name, "dc": c.dc }));
+        .life
+        .serve_control(control_listener, Arc::new(node.clone()), token)?;
+    let c = &node.inner.config;
     tracing::info!(node = %c.name, http = %c.http_addr(), control = %c.control_addr(), "GWS node up");
     Ok(node)
 }
@@ -149,6 +141,13 @@ impl Services {
     }
 }
 
+impl nodekit::Services for Services {
+    fn stop(self) {
+        self.stop.cancel();
+        self.ctx.metrics.tlib_link_up.set(0);
+    }
+}
+
 /// Ends idle sessions (UnregisterAddress for their DNs) and forgets silent CometD clients.
 async fn sweep(ctx: Arc<Ctx>, stop: CancellationToken) {
     let shortest = ctx.cfg.session_timeout.min(ctx.cfg.cometd.max_interval);
@@ -179,18 +178,18 @@ impl GwsNode {
         self.inner.config.control_addr()
     }
     pub fn journal(&self) -> &Journal {
-        &self.inner.journal
+        self.inner.life.journal()
     }
     pub fn faults(&self) -> &Faults {
-        &self.inner.faults
+        self.inner.life.faults()
     }
 
     /// The node's whole state (what `GET /state` returns).
     pub async fn state(&self) -> Value {
         let ctx = self
             .inner
-            .services
-            .lock()
+            .life
+            .services()
             .await
             .as_ref()
             .map(|s| s.ctx.clone());
@@ -206,52 +205,35 @@ impl GwsNode {
     /// Closes every socket abruptly (peers get an RST) and forgets all sessions; the control
     /// plane stays up.
     pub async fn crash(&self) {
-        if let Some(services) = self.inner.services.lock().await.take() {
-            self.inner.faults.crash();
-            services.stop.cancel();
-            self.inner.metrics.tlib_link_up.set(0);
-            self.inner
-                .journal
-                .record("node.crashed", json!({ "node": self.name() }));
-            tracing::warn!(node = %self.name(), "crashed");
-        }
+        self.inner.life.crash().await;
     }
 
     /// Crash if running, then start fresh on the same addresses.
     pub async fn restart(&self) -> anyhow::Result<()> {
-        self.crash().await;
-        let mut slot = self.inner.services.lock().await;
-        if slot.is_none() {
-            let listener = rebind_http(&self.inner.config).await?;
-            *slot = Some(Services::start(
-                &self.inner.config,
-                listener,
-                &self.inner.faults,
-                &self.inner.journal,
-                &self.inner.metrics,
-            ));
-        }
-        self.inner
-            .journal
-            .record("node.restarted", json!({ "node": self.name() }));
-        Ok(())
+        let inner = &self.inner;
+        inner
+            .life
+            .restart(|| async {
+                let listener = rebind_http(&inner.config).await?;
+                Ok(Services::start(
+                    &inner.config,
+                    listener,
+                    inner.life.faults(),
+                    inner.life.journal(),
+                    &inner.metrics,
+                ))
+            })
+            .await
     }
 
     /// Stops everything, control plane included.
     pub async fn shutdown(&self) {
-        if let Some(services) = self.inner.services.lock().await.take() {
-            services.stop.cancel();
-        }
-        self.inner
-            .control
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.inner.life.shutdown().await;
     }
 
     fn metrics_text(&self) -> String {
         let m = &self.inner.metrics;
-        if let Ok(services) = self.inner.services.try_lock() {
+        if let Some(services) = self.inner.life.try_services() {
             if let Some(s) = services.as_ref() {
                 let st = s.ctx.state();
                 m.sessions.set(st.sessions.len() as i64);
@@ -270,10 +252,10 @@ impl ControlTarget for GwsNode {
         Box::pin(GwsNode::state(self))
     }
     fn journal(&self) -> &Journal {
-        &self.inner.journal
+        GwsNode::journal(self)
     }
     fn faults(&self) -> &Faults {
-        &self.inner.faults
+        GwsNode::faults(self)
     }
     fn metrics_text(&self) -> String {
         GwsNode::metrics_text(self)

@@ -4,14 +4,17 @@
 //! endpoints and the in-process `NodeHandle`s, so local and remote control behave alike.
 
 pub mod addp;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod duration;
 pub mod journal;
+pub mod lifecycle;
 pub mod metrics;
 pub mod telemetry;
 
 pub use addp::AddpSettings;
 pub use control::{serve_control, serve_control_on, ControlServer, ControlTarget};
 pub use journal::{Entry, Journal};
+pub use lifecycle::{Lifecycle, Services};
 pub use metrics::Metrics;

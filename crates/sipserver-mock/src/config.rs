@@ -227,3 +227,6 @@ impl NodeConfig {
         Ok(())
     }
 }
+
+// Its identity fields and constructors are the ones the node binaries' common flags override.
+nodekit::node_config_file!(NodeConfig);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use netfault::Faults;
 use nodekit::control::BoxFuture;
-use nodekit::{serve_control_on, ControlServer, ControlTarget, Journal};
+use nodekit::{ControlTarget, Journal, Lifecycle};
 use serde_json::{json, Value};
 use sipcore::transport::{Incoming, SipTransport, TransportOptions};
 use tlib::{Message, MessageError};
@@ -77,14 +77,11 @@ pub struct SipNode {
 struct NodeInner {
     /// The configuration with the ports actually bound (port 0 resolved).
     config: Arc<NodeConfig>,
-    journal: Journal,
-    faults: Faults,
     metrics: Arc<NodeMetrics>,
     next_client: Arc<AtomicU64>,
     /// The other nodes of the cluster (the TC layer dials them).
     peers: Arc<Mutex<Vec<PeerNode>>>,
-    services: tokio::sync::Mutex<Option<Services>>,
-    control: Mutex<Option<ControlServer>>,
+    life: Lifecycle<Services>,
 }
 
 /// The sockets and tasks that a crash kills and a restart brings back.
@@ -131,28 +128,30 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<SipNode> {
     config.tlib_port = bound.tlib.port();
     config.tc_port = bound.tc.port();
     config.control_port = control_listener.local_addr()?.port();
+    let life = Lifecycle::new(&config.name, &config.dc, journal, faults, services);
     let node = SipNode {
         inner: Arc::new(NodeInner {
             config: Arc::new(config),
-            journal,
-            faults,
             metrics,
             next_client,
             peers,
-            services: tokio::sync::Mutex::new(Some(services)),
-            control: Mutex::new(None),
+            life,
         }),
     };
     let token = node.inner.config.control_token.clone();
-    let control = serve_control_on(control_listener, Arc::new(node.clone()), token)
-        .with_context(|| format!("node {}", node.name()))?;
-    *node.inner.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(control);
-    let c = &node.inner.config;
     node.inner
-        .journal
-        .record("node.started", json!({ "node": c.name, "dc": c.dc }));
+        .life
+        .serve_control(control_listener, Arc::new(node.clone()), token)?;
+    let c = &node.inner.config;
     tracing::info!(node = %c.name, sip = %c.sip_addr(), tlib = %c.tlib_addr(), control = %c.control_addr(), "SIP node up");
     Ok(node)
+}
+
+impl nodekit::Services for Services {
+    fn stop(self) {
+        self.stop.cancel();
+        self.sip.close_all();
+    }
 }
 
 impl Services {
@@ -396,23 +395,23 @@ impl SipNode {
             .filter(|p| p.name != self.name())
             .collect();
         *self.inner.peers.lock().unwrap_or_else(|e| e.into_inner()) = peers.clone();
-        if let Some(services) = self.inner.services.lock().await.as_ref() {
+        if let Some(services) = self.inner.life.services().await.as_ref() {
             services.dial_peers(&peers);
         }
     }
     pub fn journal(&self) -> &Journal {
-        &self.inner.journal
+        self.inner.life.journal()
     }
     pub fn faults(&self) -> &Faults {
-        &self.inner.faults
+        self.inner.life.faults()
     }
 
     /// The node's whole state (what `GET /state` returns).
     pub async fn state(&self) -> Value {
         let core = self
             .inner
-            .services
-            .lock()
+            .life
+            .services()
             .await
             .as_ref()
             .map(|s| s.core.clone());
@@ -430,55 +429,32 @@ impl SipNode {
     /// Closes every socket abruptly (TCP peers get an RST) and forgets all state; the control
     /// plane stays up.
     pub async fn crash(&self) {
-        if let Some(services) = self.inner.services.lock().await.take() {
-            self.inner.faults.crash();
-            services.stop.cancel();
-            services.sip.close_all();
-            self.inner
-                .journal
-                .record("node.crashed", json!({ "node": self.name() }));
-            tracing::warn!(node = %self.name(), "crashed");
-        }
+        self.inner.life.crash().await;
     }
 
     /// Crash if running, then start fresh on the same addresses.
     pub async fn restart(&self) -> anyhow::Result<()> {
-        self.crash().await;
-        self.bring_up().await?;
-        self.inner
-            .journal
-            .record("node.restarted", json!({ "node": self.name() }));
-        Ok(())
+        let inner = &self.inner;
+        inner
+            .life
+            .restart(|| async {
+                let (services, _) = Services::start(
+                    &inner.config,
+                    inner.life.faults(),
+                    inner.life.journal(),
+                    &inner.metrics,
+                    inner.next_client.clone(),
+                    inner.peers.clone(),
+                )
+                .await?;
+                Ok(services)
+            })
+            .await
     }
 
     /// Stops everything, control plane included.
     pub async fn shutdown(&self) {
-        if let Some(services) = self.inner.services.lock().await.take() {
-            services.stop.cancel();
-            services.sip.close_all();
-        }
-        self.inner
-            .control
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-    }
-
-    async fn bring_up(&self) -> anyhow::Result<()> {
-        let mut slot = self.inner.services.lock().await;
-        if slot.is_none() {
-            let (services, _) = Services::start(
-                &self.inner.config,
-                &self.inner.faults,
-                &self.inner.journal,
-                &self.inner.metrics,
-                self.inner.next_client.clone(),
-                self.inner.peers.clone(),
-            )
-            .await?;
-            *slot = Some(services);
-        }
-        Ok(())
+        self.inner.life.shutdown().await;
     }
 }
 
@@ -490,10 +466,10 @@ impl ControlTarget for SipNode {
         Box::pin(SipNode::state(self))
     }
     fn journal(&self) -> &Journal {
-        &self.inner.journal
+        SipNode::journal(self)
     }
     fn faults(&self) -> &Faults {
-        &self.inner.faults
+        SipNode::faults(self)
     }
     fn metrics_text(&self) -> String {
         self.inner.metrics.registry.render()
