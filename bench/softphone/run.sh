@@ -123,18 +123,24 @@ wait "$SIM_PID" || log "softphone-sim exited with an error (see $OUT/sim.log)"
 SIM_PID=""
 t1=$(date +%s.%N); c1=$(cpu_ticks "$NODE_PID"); b1=$(busy_ticks)
 node_rss1=$(awk '/^VmRSS:/ { print $2 }' "/proc/$NODE_PID/status")
-bindings=$(curl -sf "http://$NODE_IP:9000/metrics" | awk '/^drlab_sip_bindings/ { print $2 }')
+metrics=$(curl -sf "http://$NODE_IP:9000/metrics")
+metric() { awk -v m="$1" '$1 ~ "^"m"[{ ]" || $1 == m { print $2; exit }' <<<"$metrics"; }
+bindings=$(metric drlab_sip_bindings)
+requests=$(metric drlab_sip_requests_total)
+retransmissions=$(metric drlab_sip_retransmissions_total)
 summary=$(grep '"kind":"summary"' "$OUT/summary.json" | tail -1)
 [[ -n $summary ]] || die "no summary from softphone-sim (see $OUT/sim.log)"
 
-jget() { grep -o "\"$1\":[^,}]*" <<<"$summary" | head -1 | cut -d: -f2; }
+jget() { grep -o "\"$1\":[^,}]*" <<<"$summary" | head -1 | cut -d: -f2 || true; }
 ms=$(jget time_to_all_registered_ms); registered=$(jget registered); rate=$(jget registrations_per_s)
 sim_user=$(jget cpu_user_s); sim_sys=$(jget cpu_system_s); sim_rss=$(jget rss_kb); sim_hwm=$(jget max_rss_kb)
 failures=$(jget registration_failures)
+vcsw=$(jget voluntary_switches); icsw=$(jget involuntary_switches)
 awk -v ms="$ms" -v n="$N" -v reg="$registered" -v rate="$rate" -v su="$sim_user" -v ss="$sim_sys" \
     -v srss="$sim_rss" -v shwm="$sim_hwm" -v c="$((c1 - c0))" -v hz="$HZ" -v wall0="$t0" -v wall1="$t1" \
     -v b="$((b1 - b0))" -v nrss0="$node_rss0" -v nrss1="$node_rss1" -v bindings="$bindings" -v fail="$failures" \
-    -v load="$(cut -d' ' -f1-3 /proc/loadavg)" -v transport="$TRANSPORT" '
+    -v load="$(cut -d' ' -f1-3 /proc/loadavg)" -v transport="$TRANSPORT" \
+    -v requests="$requests" -v retrans="$retransmissions" -v vcsw="$vcsw" -v icsw="$icsw" '
     BEGIN {
         wall = wall1 - wall0; node_cpu = c / hz; sim_cpu = su + ss
         other = b / hz - node_cpu - sim_cpu; if (other < 0) other = 0
@@ -147,6 +153,8 @@ awk -v ms="$ms" -v n="$N" -v reg="$registered" -v rate="$rate" -v su="$sim_user"
         printf "| CPU per REGISTER | %.1f µs | %.1f µs |\n", 1e6 * sim_cpu / n, 1e6 * node_cpu / n
         printf "| REGISTER/s one core could carry | %.0f | %.0f |\n", n / sim_cpu, n / node_cpu
         printf "| memory | RSS %.1f MB (peak %.1f MB), %.0f B per phone | RSS %.1f -> %.1f MB |\n", srss / 1024, shwm / 1024, shwm * 1024 / n, nrss0 / 1024, nrss1 / 1024
+        printf "| context switches (slept / preempted) | %s / %s | |\n", vcsw, icsw
+        printf "| REGISTERs received (retransmissions) | | %s (%s) |\n", requests, retrans
         printf "\nregistration failures (retried): %d; other CPU on the host during the run: %.2f s of %.2f s wall; loadavg %s\n", fail, other, wall, load
         printf "client/server CPU-per-REGISTER ratio: the simulator needs %.2fx less CPU per registration than the node\n", node_cpu / sim_cpu
     }' | tee "$OUT/report.md"

@@ -56,6 +56,16 @@ pub struct TransportOptions {
     pub idle_timeout_secs: u64,
     /// Give up an outgoing TCP connect after this long (seconds).
     pub connect_timeout_secs: u64,
+    /// Run the UDP receive task that parses datagrams onto the incoming channel (the default).
+    /// `false` leaves the UDP socket to the caller ([`SipTransport::udp_socket`]), for a
+    /// simulator that reads batches of datagrams itself on its own task; TCP is unaffected.
+    /// Code, not configuration: never read from or written to a file.
+    #[serde(skip, default = "default_udp_receive_task")]
+    pub udp_receive_task: bool,
+}
+
+fn default_udp_receive_task() -> bool {
+    true
 }
 
 impl Default for TransportOptions {
@@ -68,6 +78,7 @@ impl Default for TransportOptions {
             max_connections: 10_000,
             idle_timeout_secs: 300,
             connect_timeout_secs: 5,
+            udp_receive_task: true,
         }
     }
 }
@@ -257,7 +268,9 @@ impl SipTransport {
             incoming: Mutex::new(Some(tx.clone())),
             shutdown: shutdown.clone(),
         });
-        tokio::spawn(udp_loop(shared.clone(), udp, tx.clone()));
+        if shared.opts.udp_receive_task {
+            tokio::spawn(udp_loop(shared.clone(), udp, tx.clone()));
+        }
         tokio::spawn(accept_loop(shared.clone(), listener, tx));
         debug!(%local, link, "SIP transport bound (UDP+TCP)");
         Ok((
@@ -280,6 +293,12 @@ impl SipTransport {
 
     pub fn stats(&self) -> &TransportStats {
         &self.shared.stats
+    }
+
+    /// The UDP socket (`None` once closed). Receiving on it is only for a caller that turned
+    /// [`TransportOptions::udp_receive_task`] off; sending on it directly bypasses the stats.
+    pub fn udp_socket(&self) -> Option<Arc<FaultUdpSocket>> {
+        self.shared.udp()
     }
 
     /// Open TCP connections.

@@ -46,10 +46,79 @@ struct Tx<O> {
     owner: O,
     bytes: Bytes,
     dest: Source,
+    clock: TxClock,
+}
+
+/// What a transaction's timer found (the bytes are the caller's to keep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Send the request again; wake again at the instant.
+    Resend(Instant),
+    /// Nothing due yet: wake again at the instant.
+    Wait(Instant),
+    /// No final response in time.
+    TimedOut,
+}
+
+/// The timers of one client transaction (Timers A/B or E/F), without the request: the table
+/// below keeps the bytes with it, a phone's REGISTER rebuilds its identical bytes instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxClock {
     invite: bool,
     /// Next retransmission and its interval; `None` when not retransmitting.
     retransmit: Option<(Instant, Duration)>,
     deadline: Instant,
+}
+
+impl TxClock {
+    /// A request sent now; returns the clock and when to call [`TxClock::on_timer`].
+    pub fn start(
+        timers: &TimerConfig,
+        reliable: bool,
+        invite: bool,
+        now: Instant,
+    ) -> (Self, Instant) {
+        let deadline = now + timers.t1_x64();
+        let retransmit = (!reliable).then(|| (now + timers.t1, timers.t1));
+        let wake = retransmit.map_or(deadline, |(at, _)| at);
+        (
+            TxClock {
+                invite,
+                retransmit,
+                deadline,
+            },
+            wake,
+        )
+    }
+
+    /// A provisional response slows (non-INVITE: to T2) or stops (INVITE) resending.
+    pub fn on_provisional(&mut self, timers: &TimerConfig) {
+        if self.invite {
+            self.retransmit = None;
+        } else if let Some((at, _)) = self.retransmit {
+            self.retransmit = Some((at, timers.t2));
+        }
+    }
+
+    pub fn on_timer(&mut self, timers: &TimerConfig, now: Instant) -> Tick {
+        if now >= self.deadline {
+            return Tick::TimedOut;
+        }
+        match self.retransmit {
+            Some((at, interval)) if now >= at => {
+                let interval = if self.invite {
+                    interval.saturating_mul(2)
+                } else {
+                    interval.saturating_mul(2).min(timers.t2)
+                };
+                let next = (now + interval).min(self.deadline);
+                self.retransmit = Some((next, interval));
+                Tick::Resend(next)
+            }
+            Some((at, _)) => Tick::Wait(at),
+            None => Tick::Wait(self.deadline),
+        }
+    }
 }
 
 /// The table. At most `capacity` transactions; [`ClientTxs::start`] refuses beyond.
@@ -95,19 +164,14 @@ impl<O: Clone> ClientTxs<O> {
         if self.map.len() >= self.capacity && !self.map.contains_key(branch) {
             return Err(Full);
         }
-        let deadline = now + self.timers.t1_x64();
-        let retransmit =
-            (!dest.transport.is_reliable()).then(|| (now + self.timers.t1, self.timers.t1));
-        let wake = retransmit.map_or(deadline, |(at, _)| at);
+        let (clock, wake) = TxClock::start(&self.timers, dest.transport.is_reliable(), invite, now);
         self.map.insert(
             branch.into(),
             Tx {
                 owner,
                 bytes,
                 dest,
-                invite,
-                retransmit,
-                deadline,
+                clock,
             },
         );
         Ok(wake)
@@ -120,11 +184,7 @@ impl<O: Clone> ClientTxs<O> {
             return self.map.remove(branch).map(|tx| tx.owner);
         }
         let tx = self.map.get_mut(branch)?;
-        if tx.invite {
-            tx.retransmit = None;
-        } else if let Some((at, _)) = tx.retransmit {
-            tx.retransmit = Some((at, self.timers.t2));
-        }
+        tx.clock.on_provisional(&self.timers);
         Some(tx.owner.clone())
     }
 
@@ -142,25 +202,13 @@ impl<O: Clone> ClientTxs<O> {
         let Some(tx) = self.map.get_mut(branch) else {
             return TxTimer::Idle;
         };
-        if now >= tx.deadline {
-            return match self.map.remove(branch) {
+        match tx.clock.on_timer(&self.timers, now) {
+            Tick::Resend(next) => TxTimer::Resend(tx.dest, tx.bytes.clone(), next),
+            Tick::Wait(at) => TxTimer::Wait(at),
+            Tick::TimedOut => match self.map.remove(branch) {
                 Some(tx) => TxTimer::TimedOut(tx.owner),
                 None => TxTimer::Idle,
-            };
-        }
-        match tx.retransmit {
-            Some((at, interval)) if now >= at => {
-                let interval = if tx.invite {
-                    interval.saturating_mul(2)
-                } else {
-                    interval.saturating_mul(2).min(self.timers.t2)
-                };
-                let next = (now + interval).min(tx.deadline);
-                tx.retransmit = Some((next, interval));
-                TxTimer::Resend(tx.dest, tx.bytes.clone(), next)
-            }
-            Some((at, _)) => TxTimer::Wait(at),
-            None => TxTimer::Wait(tx.deadline),
+            },
         }
     }
 }

@@ -53,6 +53,13 @@ pub struct PhoneConfig {
     pub max_calls: usize,
     /// Journal entries kept.
     pub journal_capacity: usize,
+    /// While many requests are in flight, pause the simulator's thread between UDP reads so
+    /// that each read takes a batch of responses: waiting in the reactor instead wakes it once
+    /// per datagram, a context switch each, the largest cost of a storm. The pause (≤ 4 ms)
+    /// blocks the thread, so this is for a simulator that has its runtime to itself, like the
+    /// CLI's; off by default.
+    #[serde(default)]
+    pub pace_reads: bool,
 }
 
 impl PhoneConfig {
@@ -85,6 +92,7 @@ impl PhoneConfig {
             link: None,
             max_calls: 10_000,
             journal_capacity: nodekit::journal::DEFAULT_CAPACITY,
+            pace_reads: false,
         }
     }
 

@@ -3,16 +3,18 @@
 //! outbox after each input, so this file holds no sockets. Calls are in `answering.rs` and
 //! `placing.rs`.
 //!
-//! Demultiplexing on the shared socket: responses by Via branch (the client transaction table),
-//! registration Call-IDs to their phone, other requests by Call-ID to their call, and a new
-//! INVITE by the user part of its Request-URI (the DN in the Contact we registered).
+//! Demultiplexing on the shared socket: a response to a REGISTER names its phone and CSeq in its
+//! Via branch (`register_request.rs`), other responses go by Via branch through the client
+//! transaction table, requests by Call-ID to their call, and a new INVITE by the user part of its
+//! Request-URI (the DN in the Contact we registered). UDP datagrams arrive raw
+//! ([`Engine::on_datagram`]) so registrars' responses skip the full parser.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use netfault::Faults;
 use nodekit::Journal;
 use rsip::{Method, SipMessage};
@@ -20,17 +22,18 @@ use serde_json::{json, Value};
 use sipcore::builder::{self, status};
 use sipcore::rsip;
 use sipcore::transport::{Incoming, IncomingMessage, Source, TransportKind};
-use sipcore::{fields, response_for};
-use tokio::sync::{mpsc, oneshot};
+use sipcore::{fields, response_for, Datagram};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::answering::Answer;
-use crate::client_tx::{ClientTxs, TxTimer};
+use crate::client_tx::{ClientTxs, TxClock, TxTimer};
 use crate::config::{PhoneConfig, Transport};
 use crate::deadlines::Deadlines;
 use crate::media::MediaSilent;
 use crate::metrics::SimMetrics;
 use crate::placing::{CallPlan, CallReport, Place};
+use crate::register_request::RegisterText;
 use crate::registration::{Failure, Registration, RegistrationPolicy};
 
 /// Methods we answer, for `Allow`.
@@ -45,14 +48,19 @@ const TIMER_BATCH: usize = 256;
 pub struct Out {
     pub dest: Source,
     pub bytes: Bytes,
-    pub tx: Option<Box<str>>,
+    pub tx: Option<TxRef>,
 }
 
-/// Who waits for a client transaction's outcome.
+/// A client transaction: a phone's REGISTER or an entry of the transaction table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxRef {
+    Register { line: u32, cseq: u32 },
+    Key(Box<str>),
+}
+
+/// Who waits for the outcome of a transaction in the table (REGISTERs live in their line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxOwner {
-    /// A phone's REGISTER (index into the lines).
-    Register(usize),
     /// A placed call's INVITE.
     Invite(Arc<str>),
     /// BYE or CANCEL of a call: only logged, the call is already over for us.
@@ -62,9 +70,12 @@ pub enum TxOwner {
 /// What a wake-up is for.
 #[derive(Debug)]
 pub enum Timer {
-    /// A phone's first REGISTER (paced by `start_rate`).
-    Start(usize),
     Registration(usize),
+    /// A phone's REGISTER transaction (stale when the line has moved on to another CSeq).
+    RegisterTx {
+        line: u32,
+        cseq: u32,
+    },
     Tx(Box<str>),
     /// A call's own timer (answer delay, hold time, give-up).
     Call(Arc<str>),
@@ -86,17 +97,63 @@ pub enum Command {
         done: oneshot::Sender<usize>,
     },
     Snapshot(oneshot::Sender<Value>),
+    /// Stop every phone and remove its binding (REGISTER `Expires: 0`): `started` gets how
+    /// many were sent, `done` fires once each has a final response or timed out.
+    Unregister {
+        started: oneshot::Sender<usize>,
+        done: oneshot::Sender<()>,
+    },
 }
 
-/// One phone (DN) and its registration.
+/// One phone (DN) and its registration. Its Call-ID and branches derive from its index.
 pub(crate) struct Line {
     pub dn: Box<str>,
     pub reg: Registration,
-    /// Kept for every REGISTER of this phone, so refreshes update the same binding.
-    pub call_id: Box<str>,
     pub cseq: u32,
-    /// Key of the REGISTER in flight: responses to older ones are ignored.
-    pub pending: Option<Box<str>>,
+    /// The REGISTER in flight: responses to older ones are ignored.
+    pub tx: Option<RegisterTx>,
+}
+
+/// A REGISTER in flight: enough to write the identical request again for a retransmission.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RegisterTx {
+    pub cseq: u32,
+    pub registrar: usize,
+    /// 0: an unregistration at shutdown (a registration asks for at least 1 s, see `config.rs`).
+    pub expires: u32,
+    pub clock: TxClock,
+}
+
+/// Whether any fault rule exists, re-read only when the rules change: with none (always, in a
+/// benchmark) nothing per message asks the fault layer, and the swarm's socket takes batches.
+pub(crate) struct FaultGate {
+    faults: Faults,
+    rules: watch::Receiver<u64>,
+    seen: std::cell::Cell<u64>,
+    active: std::cell::Cell<bool>,
+}
+
+impl FaultGate {
+    pub fn new(faults: Faults) -> Self {
+        let rules = faults.watch_rules();
+        let seen = *rules.borrow();
+        let active = !faults.list().is_empty();
+        FaultGate {
+            faults,
+            rules,
+            seen: seen.into(),
+            active: active.into(),
+        }
+    }
+
+    pub fn active(&self) -> bool {
+        let generation = *self.rules.borrow();
+        if generation != self.seen.get() {
+            self.seen.set(generation);
+            self.active.set(!self.faults.list().is_empty());
+        }
+        self.active.get()
+    }
 }
 
 /// A call in progress (or just over, lingering for retransmissions).
@@ -127,12 +184,25 @@ pub struct Engine {
     pub(crate) metrics: Arc<SimMetrics>,
     /// Registrar addresses in preference order.
     pub(crate) registrars: Vec<SocketAddr>,
+    /// The same as text, for the journal (one entry per registration).
+    pub(crate) registrar_names: Vec<Box<str>>,
     pub(crate) lines: Vec<Line>,
     line_of_dn: HashMap<Box<str>, usize>,
-    line_of_call_id: HashMap<Box<str>, usize>,
+    pub(crate) register_text: RegisterText,
+    /// Phones with a REGISTER in flight (lines whose `tx` is set).
+    pub(crate) registers_in_flight: usize,
+    /// Shutting down: unregistrations still waiting for their outcome, and who to tell.
+    pub(crate) unregistering: Option<(usize, oneshot::Sender<()>)>,
+    /// Where REGISTERs are written; each is split off as its own `Bytes`.
+    pub(crate) out_buf: BytesMut,
+    pub(crate) gate: FaultGate,
     pub(crate) calls: HashMap<Arc<str>, Call>,
     pub(crate) txs: ClientTxs<TxOwner>,
     pub(crate) timers: Deadlines<Timer>,
+    /// The next phone to send its first REGISTER (all started: `lines.len()`); phone `i` starts
+    /// `i / start_rate` seconds after `started`. A cursor rather than a timer per phone.
+    pub(crate) next_start: usize,
+    started: Instant,
     outbox: Vec<Out>,
     pub(crate) silent: mpsc::Sender<MediaSilent>,
     /// Per-phone fault links apply in here when phones share the socket (see `phone_cut`).
@@ -156,29 +226,35 @@ impl Engine {
         };
         let mut lines = Vec::with_capacity(config.dns.len());
         let mut line_of_dn = HashMap::with_capacity(config.dns.len());
-        let mut line_of_call_id = HashMap::with_capacity(config.dns.len());
         for (i, dn) in config.dns.iter().enumerate() {
-            let call_id: Box<str> = sipcore::call_id().into();
             line_of_dn.insert(dn.as_str().into(), i);
-            line_of_call_id.insert(call_id.clone(), i);
             lines.push(Line {
                 dn: dn.as_str().into(),
                 reg: Registration::new(&policy),
-                call_id,
                 cseq: 0,
-                pending: None,
+                tx: None,
             });
         }
         let transport = match config.transport {
             Transport::Udp => TransportKind::Udp,
             Transport::Tcp => TransportKind::Tcp,
         };
-        // Enough for every phone to have a REGISTER in flight plus the calls' requests.
-        let tx_capacity = lines.len() + 2 * config.max_calls + 16;
+        // The calls' requests (REGISTERs are not in the table).
+        let tx_capacity = 2 * config.max_calls + 16;
         Engine {
+            register_text: RegisterText::new(&config.registrars, local, transport),
+            registers_in_flight: 0,
+            unregistering: None,
+            out_buf: BytesMut::new(),
+            gate: FaultGate::new(faults.clone()),
             txs: ClientTxs::new(config.sip_timers, tx_capacity),
             shared_socket: config.dns.len() != 1,
             registrars: config.registrars.clone(),
+            registrar_names: config
+                .registrars
+                .iter()
+                .map(|a| a.to_string().into())
+                .collect(),
             policy,
             local,
             transport,
@@ -187,9 +263,10 @@ impl Engine {
             metrics,
             lines,
             line_of_dn,
-            line_of_call_id,
             calls: HashMap::new(),
             timers: Deadlines::default(),
+            next_start: usize::MAX,
+            started: Instant::now(),
             outbox: Vec::new(),
             silent,
             config,
@@ -198,26 +275,46 @@ impl Engine {
 
     /// Schedules every phone's first REGISTER, paced by `start_rate`.
     pub fn start(&mut self, now: Instant) {
-        let rate = self.config.start_rate;
-        for i in 0..self.lines.len() {
-            let at = if rate == 0 {
-                now
-            } else {
-                now + Duration::from_secs_f64(i as f64 / f64::from(rate))
-            };
-            self.timers.at(at, Timer::Start(i));
+        self.next_start = 0;
+        self.started = now;
+    }
+
+    /// When the next phone not started yet is due to start.
+    fn next_start_at(&self) -> Option<Instant> {
+        if self.next_start >= self.lines.len() {
+            return None;
         }
+        Some(match self.config.start_rate {
+            0 => self.started,
+            rate => {
+                self.started + Duration::from_secs_f64(self.next_start as f64 / f64::from(rate))
+            }
+        })
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        match (self.timers.next(), self.next_start_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    pub fn take_outbox(&mut self) -> Vec<Out> {
-        std::mem::take(&mut self.outbox)
+    /// Moves the outbox into `into` (empty), keeping both allocations for the next round.
+    pub fn take_outbox(&mut self, into: &mut Vec<Out>) {
+        std::mem::swap(&mut self.outbox, into);
     }
 
-    pub(crate) fn send(&mut self, dest: Source, bytes: Bytes, tx: Option<Box<str>>) {
+    /// Requests waiting for a response: a swarm in a storm has thousands.
+    pub fn requests_in_flight(&self) -> usize {
+        self.registers_in_flight + self.txs.len()
+    }
+
+    /// Whether a fault rule exists (then traffic goes through the fault layer one by one).
+    pub fn faults_active(&self) -> bool {
+        self.gate.active()
+    }
+
+    pub(crate) fn send(&mut self, dest: Source, bytes: Bytes, tx: Option<TxRef>) {
         self.outbox.push(Out { dest, bytes, tx });
     }
 
@@ -231,7 +328,7 @@ impl Engine {
     /// socket's link is already faulted the transport has applied that rule; not applying a
     /// second matching rule keeps a `sip:*` loss rate what it says.
     pub(crate) fn phone_cut(&self, dn: &str, peer: SocketAddr) -> bool {
-        if !self.shared_socket {
+        if !self.shared_socket || !self.gate.active() {
             return false;
         }
         let socket = self.faults.verdict(&self.config.sip_link(), Some(peer));
@@ -243,6 +340,27 @@ impl Engine {
     }
 
     // ----------------------------------------------------------------------------- inputs
+
+    /// A UDP datagram as it arrived: a registrar's response to a REGISTER is read in place
+    /// (`register_reply.rs`); anything else, or anything that reader leaves, is parsed in full.
+    pub fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+        if let Some(r) = crate::register_reply::parse(datagram) {
+            if let Some((line, cseq)) = self.register_text.owner(r.branch, r.call_id) {
+                let reply = (r.code, r.granted, r.min_expires);
+                return self.on_register_reply(line, cseq, from, reply, now);
+            }
+        }
+        let source = Source::udp(from);
+        let msg = match sipcore::parse_datagram(datagram) {
+            Ok(Datagram::Message(m)) => IncomingMessage::Sip(m),
+            Ok(Datagram::KeepAlive) => return,
+            Err(error) => IncomingMessage::Invalid {
+                raw: Bytes::copy_from_slice(datagram),
+                error,
+            },
+        };
+        self.on_sip(Incoming { msg, source }, now);
+    }
 
     pub fn on_sip(&mut self, incoming: Incoming, now: Instant) {
         let source = incoming.source;
@@ -264,14 +382,14 @@ impl Engine {
             return;
         };
         let call_id = fields::call_id(&resp).unwrap_or_default();
-        if let Some(&line) = self.line_of_call_id.get(call_id) {
-            if self.phone_cut(&self.lines[line].dn, source.remote) {
-                return;
-            }
-            if let Some(TxOwner::Register(_)) = self.txs.on_response(&key, code) {
-                self.on_register_response(line, &key, &resp, now);
-            }
-            return;
+        let branch = fields::top_via(&resp).ok().and_then(|v| v.branch);
+        if let Some((line, cseq)) = branch.and_then(|b| self.register_text.owner(b, call_id)) {
+            let reply = (
+                code,
+                crate::dialog::granted_expires(&resp),
+                crate::dialog::min_expires(&resp),
+            );
+            return self.on_register_reply(line, cseq, source.remote, reply, now);
         }
         let owner = self.txs.on_response(&key, code);
         match (owner, fields::cseq(&resp)) {
@@ -334,22 +452,27 @@ impl Engine {
         self.send(source, Bytes::from(resp.to_string()), None);
     }
 
-    /// Handles the due timers, at most [`TIMER_BATCH`] of them: the rest stay due, so the task
-    /// reads the responses in between instead of queueing a whole storm's worth of them.
+    /// Handles the due phone starts and timers, at most [`TIMER_BATCH`] of them: the rest stay
+    /// due, so the task reads the responses in between instead of queueing a whole storm of them.
     pub fn on_timer(&mut self, now: Instant) {
-        for _ in 0..TIMER_BATCH {
+        let mut budget = TIMER_BATCH;
+        while budget > 0 && self.next_start_at().is_some_and(|at| at <= now) {
+            let line = self.next_start;
+            self.next_start += 1;
+            budget -= 1;
+            let step = self.lines[line].reg.start();
+            self.apply(line, step, now);
+        }
+        for _ in 0..budget {
             let Some(timer) = self.timers.pop_due(now) else {
                 break;
             };
             match timer {
-                Timer::Start(line) => {
-                    let step = self.lines[line].reg.start();
-                    self.apply(line, step, now);
-                }
                 Timer::Registration(line) => {
                     let step = self.lines[line].reg.on_timer(now);
                     self.apply(line, step, now);
                 }
+                Timer::RegisterTx { line, cseq } => self.register_tx_timer(line, cseq, now),
                 Timer::Tx(branch) => self.tx_timer(&branch, now),
                 Timer::Call(id) => self.call_timer(&id, now),
                 Timer::Resend2xx(id) => self.resend_2xx(&id, now),
@@ -361,15 +484,7 @@ impl Engine {
     fn tx_timer(&mut self, branch: &str, now: Instant) {
         match self.txs.on_timer(branch, now) {
             TxTimer::Resend(dest, bytes, next) => {
-                let cut = match self.txs.owner(branch) {
-                    Some(TxOwner::Register(line)) => {
-                        self.phone_cut(&self.lines[*line].dn, dest.remote)
-                    }
-                    _ => false,
-                };
-                if !cut {
-                    self.send(dest, bytes, None);
-                }
+                self.send(dest, bytes, None);
                 self.timers.at(next, Timer::Tx(branch.into()));
             }
             TxTimer::Wait(next) => self.timers.at(next, Timer::Tx(branch.into())),
@@ -379,24 +494,21 @@ impl Engine {
     }
 
     /// A request could not be sent (the transport refused it at once).
-    pub fn on_send_failed(&mut self, key: &str, now: Instant) {
-        if let Some(owner) = self.txs.abandon(key) {
-            self.tx_failed(owner, Failure::Transport, now);
+    pub fn on_send_failed(&mut self, tx: &TxRef, now: Instant) {
+        match tx {
+            TxRef::Register { line, cseq } => {
+                self.register_failed(*line, *cseq, Failure::Transport, now)
+            }
+            TxRef::Key(key) => {
+                if let Some(owner) = self.txs.abandon(key) {
+                    self.tx_failed(owner, Failure::Transport, now);
+                }
+            }
         }
     }
 
     fn tx_failed(&mut self, owner: TxOwner, failure: Failure, now: Instant) {
         match owner {
-            TxOwner::Register(line) => {
-                self.lines[line].pending = None;
-                let step = self.lines[line].reg.on_failure(
-                    &self.policy,
-                    failure,
-                    now,
-                    Self::random_unit(),
-                );
-                self.apply(line, step, now);
-            }
             TxOwner::Invite(id) => self.placed_call_failed(&id, now),
             TxOwner::Ending(id) => {
                 tracing::debug!(call_id = %id, failure = %failure.describe(), "BYE/CANCEL got no answer")
@@ -423,7 +535,7 @@ impl Engine {
         {
             Ok(wake) => {
                 self.timers.at(wake, Timer::Tx(key.clone()));
-                self.send(dest, bytes, Some(key));
+                self.send(dest, bytes, Some(TxRef::Key(key)));
                 true
             }
             Err(e) => {
@@ -441,6 +553,9 @@ impl Engine {
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(now));
+            }
+            Command::Unregister { started, done } => {
+                let _ = started.send(self.unregister_all(done, now));
             }
         }
     }

@@ -18,6 +18,8 @@ pub struct SimMetrics {
     pub registration_failures: Counter,
     /// Registrations at another registrar than the last one.
     pub failovers: Counter,
+    /// Bindings removed at shutdown (`Expires: 0` answered with 2xx).
+    pub unregistrations: Counter,
     pub calls_offered: Counter,
     pub calls_answered: Counter,
     pub calls_placed: Counter,
@@ -26,6 +28,8 @@ pub struct SimMetrics {
     /// Calls dropped because their media went silent.
     pub media_silent_drops: Counter,
     pub media: MediaCounters,
+    /// Woken when every phone is registered (see [`crate::Swarm::until_registered`]).
+    pub all_registered: tokio::sync::Notify,
 }
 
 impl SimMetrics {
@@ -62,6 +66,10 @@ impl SimMetrics {
                 "softphone_failovers",
                 "Registrations at another registrar than the previous one",
             ),
+            unregistrations: counter(
+                "softphone_unregistrations",
+                "Bindings removed at shutdown (REGISTER Expires: 0 answered with 2xx)",
+            ),
             calls_offered: counter("softphone_calls_offered", "INVITEs received"),
             calls_answered: counter("softphone_calls_answered", "Calls answered with 200"),
             calls_placed: counter("softphone_calls_placed", "INVITEs sent"),
@@ -75,6 +83,7 @@ impl SimMetrics {
                 "Calls dropped with BYE because their media went silent",
             ),
             media,
+            all_registered: tokio::sync::Notify::new(),
             registry: m,
         }
     }

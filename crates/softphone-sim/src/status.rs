@@ -74,6 +74,7 @@ mod tests {
             registrations: 5_000,
             failovers: 2,
             registration_failures: 3,
+            unregistrations: 0,
             calls_answered: 1,
             calls_established: 0,
             calls_ended: 1,

@@ -11,6 +11,9 @@ pub struct Usage {
     pub rss_kb: u64,
     /// Peak resident set size.
     pub max_rss_kb: u64,
+    /// Times the process slept (a wake-up each) and was preempted.
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
 }
 
 /// `/proc/<pid>/stat` counts in USER_HZ, which the kernel ABI fixes at 100 on Linux.
@@ -35,7 +38,7 @@ impl Usage {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        let kb = |name: &str| {
+        let number = |name: &str| {
             status
                 .lines()
                 .find_map(|l| l.strip_prefix(name))
@@ -46,8 +49,10 @@ impl Usage {
         Usage {
             cpu_user_s: ticks(11) / USER_HZ,
             cpu_system_s: ticks(12) / USER_HZ,
-            rss_kb: kb("VmRSS:"),
-            max_rss_kb: kb("VmHWM:"),
+            rss_kb: number("VmRSS:"),
+            max_rss_kb: number("VmHWM:"),
+            voluntary_switches: number("voluntary_ctxt_switches:"),
+            involuntary_switches: number("nonvoluntary_ctxt_switches:"),
         }
     }
 }
@@ -59,11 +64,13 @@ mod tests {
     #[test]
     fn parses_proc_files() {
         let stat = "4242 (softphone sim) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 4 0";
-        let status = "Name:\tsoftphone-sim\nVmHWM:\t  81234 kB\nVmRSS:\t   70000 kB\n";
+        let status = "Name:\tsoftphone-sim\nVmHWM:\t  81234 kB\nVmRSS:\t   70000 kB\n\
+            voluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
         let u = Usage::parse(stat, status);
         assert_eq!(u.cpu_user_s, 2.5);
         assert_eq!(u.cpu_system_s, 0.75);
         assert_eq!((u.rss_kb, u.max_rss_kb), (70000, 81234));
+        assert_eq!((u.voluntary_switches, u.involuntary_switches), (12, 3));
         assert_eq!(Usage::parse("", ""), Usage::default());
     }
 }
