@@ -6,9 +6,11 @@
 # probe, CometD handshake + 4 subscriptions + first connect, StartContactCenterSession
 # (RegisterAddress + AgentLogin on the SIP node), state load; then a parked long-poll.
 # Prints the time until every desktop is logged in, the login rate, and the CPU and memory of
-# the desktop-sim process next to the servers' CPU.
+# the desktop-sim process next to the servers' CPU, and how many times cheaper the simulator is
+# than the servers together and than the busiest one (issue 7: at least 3x).
 #
-#   bench/desktop/run.sh [--desktops 5000] [--max-logging-in 500] [--rate 0] [--no-build]
+#   bench/desktop/run.sh [--desktops 5000] [--max-logging-in 500] [--rate 0]
+#                        [--transport long-polling|websocket] [--no-build]
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,14 +20,16 @@ BIN=$TARGET/release
 DESKTOPS=5000
 MAX_LOGGING_IN=500
 RATE=0
+TRANSPORT=long-polling
 BUILD=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --desktops) DESKTOPS=$2; shift 2 ;;
         --max-logging-in) MAX_LOGGING_IN=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
+        --transport) TRANSPORT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown flag: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -114,26 +118,37 @@ cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A BEFORE
 for p in "${SERVERS[@]}"; do BEFORE[$p]=$(cpu_of "$p"); done
 
-echo "desktop-sim swarm: $DESKTOPS desktops (agent$FIRST-agent$LAST), max $MAX_LOGGING_IN logging in, rate $RATE/s"
+echo "desktop-sim swarm: $DESKTOPS desktops (agent$FIRST-agent$LAST), max $MAX_LOGGING_IN logging in, rate $RATE/s, CometD over $TRANSPORT"
 /usr/bin/time -f '%U %S %M %e' -o "$WORK/time" \
     "$BIN/desktop-sim" swarm --users "agent$FIRST-agent$LAST" --url http://127.0.71.10:8080 \
-    --max-logging-in "$MAX_LOGGING_IN" --rate "$RATE" --exit-when-logged-in > "$WORK/report.json"
+    --max-logging-in "$MAX_LOGGING_IN" --rate "$RATE" --transport "$TRANSPORT" \
+    --exit-when-logged-in > "$WORK/report.json"
 
 read -r USER_S SYS_S MAX_KB WALL_S < "$WORK/time"
-python3 - "$WORK/report.json" "$USER_S" "$SYS_S" "$MAX_KB" "$WALL_S" "$DESKTOPS" <<'PY'
-import json, sys
-report = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-user, sys_, max_kb, wall, n = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
-s = report["summary"]
-print(f"logged in:            {s['connected']} of {n} (login failed {s['login_failed']})")
-print(f"time to all logged in: {report['all_logged_in_s']:.2f} s")
-print(f"login rate:            {report['logins_per_s']:.0f} desktops/s")
-print(f"desktop-sim CPU:       {user:.2f} s user + {sys_:.2f} s sys over {wall:.2f} s ({(user + sys_) / wall * 100:.0f}% of one core)")
-print(f"desktop-sim memory:    {max_kb / 1024:.0f} MiB max RSS ({max_kb / n:.1f} KiB per desktop)")
-PY
+SERVER_CPU=()
 for i in "${!SERVERS[@]}"; do
     p=${SERVERS[$i]}
     name=$(echo ss1 gws1 gws2 proxy | cut -d' ' -f$((i + 1)))
-    used=$(( $(cpu_of "$p") - BEFORE[$p] ))
-    printf 'server %-6s CPU:      %s s\n' "$name" "$(awk -v t="$used" -v hz="$TICK" 'BEGIN{printf "%.2f", t/hz}')"
+    SERVER_CPU+=("$name=$(awk -v t="$(( $(cpu_of "$p") - BEFORE[$p] ))" -v hz="$TICK" 'BEGIN{printf "%.2f", t/hz}')")
 done
+python3 - "$WORK/report.json" "$USER_S" "$SYS_S" "$MAX_KB" "$WALL_S" "$DESKTOPS" "${SERVER_CPU[@]}" <<'PY'
+import json, sys
+report = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+user, sys_, max_kb, wall, n = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+servers = {name: float(cpu) for name, cpu in (a.split("=") for a in sys.argv[7:])}
+s = report["summary"]
+sim = user + sys_
+logins = max(s["logins"], 1)
+print(f"logged in:             {s['connected']} of {n} (login failed {s['login_failed']})")
+print(f"time to all logged in: {report['all_logged_in_s']:.2f} s")
+print(f"login rate:            {report['logins_per_s']:.0f} desktops/s")
+print(f"desktop-sim CPU:       {user:.2f} s user + {sys_:.2f} s sys over {wall:.2f} s ({sim / wall * 100:.0f}% of one core), {sim / logins * 1e6:.0f} us per login")
+print(f"desktop-sim memory:    {max_kb / 1024:.0f} MiB max RSS ({max_kb / n:.1f} KiB per desktop)")
+for name, cpu in servers.items():
+    print(f"server {name:<6} CPU:     {cpu:.2f} s")
+total = sum(servers.values())
+busiest = max(servers, key=servers.get)
+print(f"servers' CPU:          {total:.2f} s, {total / logins * 1e6:.0f} us per login")
+# Issue 7: the simulator must cost at most a third of what the servers it drives cost.
+print(f"ratio servers/sim:     {total / sim:.1f}x (all servers), {servers[busiest] / sim:.1f}x ({busiest}, the busiest)")
+PY

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use desktop_sim::Entry;
 use drlab::Lab;
 use gws_mock::GwsNode;
+use netfault::{FaultMode, FaultRule};
 use serde_json::Value;
 
 use crate::cluster::start_lab;
@@ -32,6 +33,17 @@ pub async fn lab_behind_proxy() -> (Lab, SocketAddr) {
 pub fn gws<'a>(lab: &'a Lab, name: &str) -> &'a GwsNode {
     lab.gws_node(name)
         .expect("GWS node of the embedded topology")
+}
+
+/// Cuts the T-Lib link of the DC1 node that holds `user`'s session (reject: the SIP node's
+/// side is reset) and returns that node's name.
+pub fn reject_home_tlib<'a>(lab: &'a Lab, user: &str) -> &'a str {
+    let home = session_node(lab, user, &[0, 0]).expect("a session for the user on a DC1 node");
+    gws(lab, home)
+        .faults()
+        .add(FaultRule::new("tlib:*", FaultMode::Reject))
+        .expect("a valid fault rule");
+    home
 }
 
 /// The DC1 node whose journal created a session for `user` after `since` (per node: the seq

@@ -1,18 +1,20 @@
 //! desktop-sim against the in-process lab through the sticky proxy (issue 7, scenarios.md R13,
 //! R14, S1, S2.3): a desktop logs in and handles a call; its GWS node dies and it shows both R13
 //! messages at the right times, or logs in again on the other node; the voice channel goes out
-//! of service when GWS loses its SIP node; a swarm logs in with a session per desktop. Timing is
-//! read from the desktop's journal, never from sleeps.
+//! of service when GWS loses its SIP node; a swarm logs in with a session per desktop; CometD
+//! over a WebSocket; CSRF protection. Timing is read from the desktop's journal, never from
+//! sleeps.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use desktop_sim::{Connection, Desktop, DesktopConfig, Swarm, SwarmConfig, Voice};
-use desktop_sim::{RECONNECTING, UNABLE_TO_CONNECT};
+use desktop_sim::{Connection, Desktop, DesktopConfig, Swarm, SwarmConfig, Transport, Voice};
+use desktop_sim::{Entry, RECONNECTING, UNABLE_TO_CONNECT};
 use drlab_tests::cluster::node;
 use drlab_tests::desktop::*;
+use drlab_tests::gws::start_gws;
 use drlab_tests::ua::{AnswerMode, PhoneEvent, TestCaller, TestPhone};
-use drlab_tests::PATIENCE;
-use netfault::{FaultMode, FaultRule};
+use drlab_tests::{start_node, PATIENCE};
 
 /// Fast-profile desktop for `user` through `proxy`.
 fn desktop_config(proxy: std::net::SocketAddr, user: &str) -> DesktopConfig {
@@ -118,6 +120,33 @@ async fn crash_home_node(lab: &drlab::Lab, user: &str) -> (&'static str, u64) {
     (other, crashed.at_ms)
 }
 
+/// S1.3: crashes the GWS node holding `user`'s session and waits until the desktop (with
+/// relogin) has logged in again and is ready, on the other DC1 node. Returns the crash time and
+/// the desktop's relogin entry.
+async fn relogin_after_home_crash(
+    lab: &drlab::Lab,
+    desktop: &Desktop,
+    user: &str,
+) -> (u64, Arc<Entry>) {
+    let before = dc1_seqs(lab);
+    let since = desktop.journal().last_seq();
+    let (other, crashed_at) = crash_home_node(lab, user).await;
+    let relogin = desktop
+        .journal()
+        .wait_for(since, Duration::from_secs(5), |e| {
+            e.kind == "desktop.logged_in" && e.detail()["relogin"] == true
+        })
+        .await
+        .expect("the desktop logs in again");
+    connected_and_ready(desktop).await;
+    assert_eq!(
+        session_node(lab, user, &before),
+        Some(other),
+        "the new session is on the other node"
+    );
+    (crashed_at, relogin)
+}
+
 /// R13, S1.2 (variant a): the desktop's GWS node crashes; without relogin the desktop shows
 /// "Reconnecting…" at once and "Unable to establish connection…" `giveup_after` (3 s) later.
 #[tokio::test]
@@ -182,22 +211,8 @@ async fn r14_s1_3_desktop_with_relogin_logs_in_again_on_the_other_gws_node() {
     let desktop = Desktop::start(cfg).unwrap();
     connected_and_ready(&desktop).await;
 
-    let before = dc1_seqs(&lab);
     let since = desktop.journal().last_seq();
-    let (other, crashed_at) = crash_home_node(&lab, "agent8002").await;
-    let relogin = desktop
-        .journal()
-        .wait_for(since, Duration::from_secs(5), |e| {
-            e.kind == "desktop.logged_in" && e.detail()["relogin"] == true
-        })
-        .await
-        .expect("the desktop logs in again");
-    connected_and_ready(&desktop).await;
-    assert_eq!(
-        session_node(&lab, "agent8002", &before),
-        Some(other),
-        "the new session is on the other node"
-    );
+    let (crashed_at, relogin) = relogin_after_home_crash(&lab, &desktop, "agent8002").await;
 
     let entries = desktop.journal().since(since, usize::MAX);
     let entries = desktop_entries(&entries, "agent8002");
@@ -226,11 +241,7 @@ async fn r13_desktop_shows_voice_channel_out_of_service_when_gws_loses_its_sip_n
     let (lab, proxy) = lab_behind_proxy().await;
     let desktop = Desktop::start(desktop_config(proxy, "agent8003")).unwrap();
     connected_and_ready(&desktop).await;
-    let home = session_node(&lab, "agent8003", &[0, 0]).unwrap();
-    gws(&lab, home)
-        .faults()
-        .add(FaultRule::new("tlib:*", FaultMode::Reject))
-        .unwrap();
+    let home = reject_home_tlib(&lab, "agent8003");
     let out = desktop
         .wait_for(PATIENCE, |s| {
             s.voice == Voice::OutOfService && !s.voice_service_available()
@@ -284,4 +295,45 @@ async fn swarm_logs_in_every_desktop_with_its_own_session() {
             "{user} has a session"
         );
     }
+}
+
+/// CometD over a WebSocket through the proxy (which routes the upgrade by `JSESSIONID`): the
+/// handshake offers only `websocket`, so a login proves the socket carried it; messages pushed
+/// while the server holds the connect reach the screen (voice channel out of service and back);
+/// and when the node dies the socket's loss is noticed and the desktop logs in again on the
+/// other node.
+#[tokio::test]
+async fn desktop_over_websocket_follows_pushed_messages_and_logs_in_again_after_a_crash() {
+    let (lab, proxy) = lab_behind_proxy().await;
+    let mut cfg = desktop_config(proxy, "agent8004");
+    cfg.transport = Transport::WebSocket;
+    cfg.relogin = true;
+    let desktop = Desktop::start(cfg).unwrap();
+    connected_and_ready(&desktop).await;
+
+    let home = reject_home_tlib(&lab, "agent8004");
+    desktop
+        .wait_for(PATIENCE, |s| s.voice == Voice::OutOfService)
+        .await
+        .expect("pushed: voice channel out of service");
+    gws(&lab, home).faults().clear();
+    desktop
+        .wait_for(PATIENCE, |s| s.voice != Voice::OutOfService)
+        .await
+        .expect("pushed: voice channel back");
+
+    relogin_after_home_crash(&lab, &desktop, "agent8004").await;
+}
+
+/// CSRF protection on (GWS `enableCsrfProtection`): the desktop takes the token GWS hands out
+/// on its GETs and sends it on every POST, so the contact-center session and Ready go through
+/// (without it both would be refused with 403 and show as notices).
+#[tokio::test]
+async fn desktop_sends_the_csrf_token_on_its_posts() {
+    let sip = start_node("ss1", |_| {}).await;
+    let gws = start_gws("gws1", &sip, |c| c.csrf = true).await;
+    let cfg = desktop_config(gws.http_addr(), "agent8005");
+    let desktop = Desktop::start(cfg).unwrap();
+    connected_and_ready(&desktop).await;
+    assert_eq!(desktop.screen().notice, None, "nothing was refused");
 }

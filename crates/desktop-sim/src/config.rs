@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
+use crate::transport::Transport;
 
 /// Everything one desktop needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,9 @@ pub struct DesktopConfig {
     /// A REST call or a CometD handshake slower than this has failed.
     #[serde(with = "nodekit::duration")]
     pub request_timeout: Duration,
+    /// How CometD is carried.
+    #[serde(default)]
+    pub transport: Transport,
     /// CometD JS `maxNetworkDelay` (10 s): a held connect gets the server's advised hold time
     /// plus this before it counts as failed.
     #[serde(with = "nodekit::duration")]
@@ -47,6 +51,7 @@ impl DesktopConfig {
             backoff: Backoff::default(),
             giveup_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            transport: Transport::default(),
             max_network_delay: Duration::from_secs(10),
         }
     }

@@ -53,17 +53,21 @@ impl CookieJar {
         self.cookies.get(name).map(String::as_str)
     }
 
-    /// The `Cookie` request header, or None with no cookies.
-    pub fn header(&self) -> Option<String> {
-        if self.cookies.is_empty() {
-            return None;
+    pub fn is_empty(&self) -> bool {
+        self.cookies.is_empty()
+    }
+
+    /// Appends the value of the `Cookie` request header (`a=1; b=2`), written straight into the
+    /// request being encoded.
+    pub fn write_pairs(&self, out: &mut Vec<u8>) {
+        for (i, (name, value)) in self.cookies.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(value.as_bytes());
         }
-        let pairs: Vec<String> = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        Some(pairs.join("; "))
     }
 
     /// Forgets everything (a new login starts from a clean browser).
@@ -76,16 +80,22 @@ impl CookieJar {
 mod tests {
     use super::*;
 
+    fn header(jar: &CookieJar) -> Option<String> {
+        let mut out = Vec::new();
+        jar.write_pairs(&mut out);
+        (!jar.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+    }
+
     #[test]
     fn keeps_session_browser_and_route_cookies() {
         let mut jar = CookieJar::new();
-        assert_eq!(jar.header(), None);
+        assert_eq!(header(&jar), None);
         jar.store("JSESSIONID=abc; Path=/; HttpOnly");
         jar.store("BAYEUX_BROWSER=\"b1\"; Path=/");
         jar.store("srv_id=1a2b; path=/; expires=Thu, 01 Jan 2099 00:00:00 GMT");
         assert_eq!(jar.get("JSESSIONID"), Some("abc"));
         assert_eq!(
-            jar.header().as_deref(),
+            header(&jar).as_deref(),
             Some("BAYEUX_BROWSER=b1; JSESSIONID=abc; srv_id=1a2b")
         );
         jar.store("JSESSIONID=def; Path=/");
@@ -93,7 +103,7 @@ mod tests {
         jar.store("JSESSIONID=def; Max-Age=0");
         assert_eq!(jar.get("JSESSIONID"), None, "expired by the server");
         jar.clear();
-        assert_eq!(jar.header(), None);
+        assert_eq!(header(&jar), None);
     }
 
     #[test]
@@ -102,7 +112,7 @@ mod tests {
         for bad in ["", "novalue", "=x", ";;;", "a=", &"x".repeat(10_000)] {
             jar.store(bad);
         }
-        assert_eq!(jar.header(), None);
+        assert_eq!(header(&jar), None);
         for i in 0..100 {
             jar.store(&format!("c{i}=v"));
         }

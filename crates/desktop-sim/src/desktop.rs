@@ -11,6 +11,7 @@ use crate::connection::Policy;
 use crate::driver::Driver;
 use crate::failure::Failure;
 use crate::gws::Gws;
+use crate::http::Origin;
 use crate::screen::Screen;
 use crate::tally::Tally;
 use nodekit::Journal;
@@ -33,35 +34,31 @@ pub(crate) enum Command {
 
 pub(crate) type Reply = oneshot::Sender<Result<(), Failure>>;
 
-/// What runs the desktop's task: a shared HTTP client (connection pool), journal and counts.
+/// A command and where its result goes, boxed: the channel allocates a block of slots per
+/// desktop up front, and small slots keep that block small (commands are rare).
+pub(crate) type Order = Box<(Command, Reply)>;
+
+/// What the desktops of one process share: the journal and the counts. Connections are per
+/// desktop, as each browser has its own.
 #[derive(Clone)]
 pub struct Shared {
-    pub http: reqwest::Client,
     pub journal: Journal,
     pub tally: Tally,
 }
 
 impl Shared {
-    /// One HTTP connection pool for any number of desktops (each long-poll keeps one
-    /// connection busy; the pool grows with them), a journal and fresh counts.
-    pub fn new(journal: Journal, connect_timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()?;
-        Ok(Shared {
-            http,
+    pub fn new(journal: Journal) -> Self {
+        Shared {
             journal,
             tally: Tally::default(),
-        })
+        }
     }
 }
 
 /// A running desktop. Dropping it stops the task (without logging out, like closing the tab).
 pub struct Desktop {
     user: String,
-    commands: mpsc::Sender<(Command, Reply)>,
+    commands: mpsc::Sender<Order>,
     screen: watch::Receiver<Screen>,
     journal: Journal,
     task: JoinHandle<()>,
@@ -74,17 +71,20 @@ impl Drop for Desktop {
 }
 
 impl Desktop {
-    /// Starts a desktop with its own HTTP client and journal (node name `desktop-sim`).
+    /// Starts a desktop with its own journal (node name `desktop-sim`).
     pub fn start(cfg: DesktopConfig) -> anyhow::Result<Desktop> {
-        let shared = Shared::new(
-            Journal::new("desktop-sim", nodekit::journal::DEFAULT_CAPACITY),
-            cfg.request_timeout,
-        )?;
-        Ok(Self::start_with(cfg, &shared))
+        let journal = Journal::new("desktop-sim", nodekit::journal::DEFAULT_CAPACITY);
+        Self::start_with(cfg, &Shared::new(journal))
     }
 
-    /// Starts a desktop on shared resources (a swarm's).
-    pub fn start_with(cfg: DesktopConfig, shared: &Shared) -> Desktop {
+    /// Starts a desktop on shared resources.
+    pub fn start_with(cfg: DesktopConfig, shared: &Shared) -> anyhow::Result<Desktop> {
+        let origin = Origin::parse(&cfg.url).map_err(anyhow::Error::msg)?;
+        Ok(Self::launch(cfg, origin, shared))
+    }
+
+    /// Starts a desktop whose URL was already parsed into `origin` (a swarm parses it once).
+    pub(crate) fn launch(cfg: DesktopConfig, origin: Origin, shared: &Shared) -> Desktop {
         let screen = Screen::new(&cfg.user);
         let (screen_tx, screen_rx) = watch::channel(screen);
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -100,7 +100,7 @@ impl Desktop {
             },
             ready: cfg.ready,
             user: cfg.user.clone(),
-            gws: Gws::new(shared.http.clone(), cfg.clone()),
+            gws: Gws::new(cfg.clone(), origin),
             screen: screen_tx,
             journal: shared.journal.clone(),
             tally: shared.tally.clone(),
@@ -144,7 +144,7 @@ impl Desktop {
         let (reply, answer) = oneshot::channel();
         let gone = || Failure::Network("desktop stopped".into());
         self.commands
-            .send((command, reply))
+            .send(Box::new((command, reply)))
             .await
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?

@@ -1,7 +1,7 @@
-//! The task behind one desktop: logs in, long-polls CometD, runs the agent's commands while a
-//! connect is parked, and recovers from losses by the R13 rules of [`crate::connection`]. What
-//! the agent sees is published as a [`Screen`]; what happened goes to the journal (`desktop.*`
-//! entries, each with its `user`).
+//! The task behind one desktop: logs in, follows CometD (long-polling or a WebSocket), runs the
+//! agent's commands while a connect is parked, and recovers from losses by the R13 rules of
+//! [`crate::connection`]. What the agent sees is published as a [`Screen`]; what happened goes
+//! to the journal (`desktop.*` entries, each with its `user`).
 
 use std::time::Duration;
 
@@ -10,9 +10,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::connection::{Connection, Next, Policy};
-use crate::desktop::{Command, Reply};
+use crate::desktop::{Command, Order, Reply};
 use crate::failure::Failure;
 use crate::gws::Gws;
+use crate::json::Notification;
 use crate::screen::{Screen, Seen};
 use crate::tally::Tally;
 use nodekit::Journal;
@@ -35,13 +36,16 @@ pub(crate) struct Driver {
     pub screen: watch::Sender<Screen>,
     pub journal: Journal,
     pub tally: Tally,
-    pub commands: mpsc::Receiver<(Command, Reply)>,
+    pub commands: mpsc::Receiver<Order>,
 }
 
 impl Driver {
     pub async fn run(mut self) {
         self.set_connection(Connection::LoggingIn);
-        if let Err(f) = self.log_in(false).await {
+        // The login here, and the commands and recoveries in `poll`, are boxed while they run:
+        // inline, their state would size the task of every desktop for as long as it is parked
+        // on a long-poll (a swarm holds thousands, and fresh memory costs CPU).
+        if let Err(f) = Box::pin(self.log_in(false)).await {
             self.record("desktop.login_failed", json!({ "error": f.to_string() }));
             self.set_connection(Connection::LoginFailed);
         }
@@ -81,7 +85,7 @@ impl Driver {
         }
     }
 
-    fn deliver(&mut self, delivered: Vec<(String, Value)>) {
+    fn deliver(&mut self, delivered: Vec<(String, Notification)>) {
         for (channel, data) in delivered {
             self.show(|s| s.notify(&channel, &data));
         }
@@ -105,17 +109,17 @@ impl Driver {
     /// contact-center session, the state load, and Ready if configured. A refused session (R5:
     /// a call in progress) is shown as a notice: the desktop is up and sees its calls.
     async fn log_in(&mut self, relogin: bool) -> Result<(), Failure> {
-        let me = self.gws.log_in().await?;
-        self.show(|s| s.logged_in(&me));
+        let user = self.gws.log_in().await?.user.unwrap_or_default();
+        self.show(|s| s.logged_in(&user));
         let delivered = self.gws.handshake().await?;
         self.deliver(delivered);
         match self.gws.start_contact_center_session().await {
-            Ok(body) => {
+            Ok(mut body) => {
                 if let Some(text) = body
-                    .pointer("/failed/0/statusMessage")
-                    .and_then(Value::as_str)
+                    .failed
+                    .first_mut()
+                    .and_then(|f| f.status_message.take())
                 {
-                    let text = text.to_owned();
                     self.show(|s| s.set_notice(text));
                 }
             }
@@ -148,8 +152,7 @@ impl Driver {
     }
 
     async fn reload(&mut self) -> Result<(), Failure> {
-        let me = self.gws.load_state().await?;
-        let user = me.get("user").cloned().unwrap_or(Value::Null);
+        let user = self.gws.load_state().await?.user.unwrap_or_default();
         self.show(|s| s.load(&user));
         Ok(())
     }
@@ -204,7 +207,7 @@ impl Driver {
         loss
     }
 
-    /// One long-poll, running commands meanwhile.
+    /// One `/meta/connect` until the server answers it, running commands meanwhile.
     async fn poll(&mut self) -> Flow {
         let mut pending = self.gws.connect(false);
         loop {
@@ -212,15 +215,17 @@ impl Driver {
                 answer = &mut pending => {
                     let polled = self.gws.connected(answer);
                     self.deliver(polled.delivered);
-                    return match polled.outcome {
-                        Ok(()) => self.pause(self.gws.advice().interval.min(MAX_ADVISED_INTERVAL)).await,
-                        Err(f) => self.recover(f).await,
-                    };
+                    match polled.outcome {
+                        Ok(()) if polled.held => pending = self.gws.connect(false),
+                        Ok(()) => return self.pause(self.gws.advice().interval.min(MAX_ADVISED_INTERVAL)).await,
+                        Err(f) => return Box::pin(self.recover(f)).await,
+                    }
                 }
                 command = self.commands.recv() => {
-                    let Some((command, reply)) = command else { return Flow::Stop };
-                    if let Some(loss) = self.execute(command, reply).await {
-                        return self.recover(loss).await;
+                    let Some(order) = command else { return Flow::Stop };
+                    let (command, reply) = *order;
+                    if let Some(loss) = Box::pin(self.execute(command, reply)).await {
+                        return Box::pin(self.recover(loss)).await;
                     }
                     if self.screen.borrow().connection != Connection::Connected {
                         return Flow::Continue;
@@ -243,7 +248,7 @@ impl Driver {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => return Flow::Continue,
-                command = self.commands.recv() => match command {
+                command = self.commands.recv() => match command.map(|order| *order) {
                     None => return Flow::Stop,
                     Some((Command::LogOut, reply)) => {
                         self.record("desktop.logged_out", json!({}));

@@ -2,7 +2,7 @@
 //! §3.4): the link is gone (retry), the CometD client is unknown (handshake again), the session
 //! is unknown (log in again), or the server refused one operation (show it, stay connected).
 
-use serde_json::Value;
+use crate::json::{Message, RestAnswer};
 
 /// A failed exchange.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,8 +37,8 @@ impl Failure {
     }
 
     /// Classifies a REST answer: 2xx with `statusCode` 0 or 7 (partial success) is fine.
-    pub fn of_rest(status: u16, body: &Value) -> Result<(), Failure> {
-        let code = body.get("statusCode").and_then(Value::as_i64);
+    pub fn of_rest(status: u16, body: &RestAnswer) -> Result<(), Failure> {
+        let code = body.status_code;
         if status == 403 && code == Some(NOT_AUTHENTICATED) {
             return Err(Failure::SessionGone);
         }
@@ -52,20 +52,16 @@ impl Failure {
         Err(Failure::Refused {
             status,
             code: code.unwrap_or(-1),
-            message: body
-                .get("statusMessage")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            message: body.status_message.clone().unwrap_or_default(),
         })
     }
 
     /// Classifies a Bayeux reply message (`successful` and `error`, anchors.md §5).
-    pub fn of_bayeux(reply: &Value) -> Result<(), Failure> {
-        if reply.get("successful") == Some(&Value::Bool(true)) {
+    pub fn of_bayeux(reply: &Message) -> Result<(), Failure> {
+        if reply.successful == Some(true) {
             return Ok(());
         }
-        let error = reply.get("error").and_then(Value::as_str).unwrap_or("");
+        let error = reply.error.as_deref().unwrap_or("");
         if error.starts_with("402::") {
             return Err(Failure::UnknownClient);
         }
@@ -88,23 +84,37 @@ impl Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn rest(v: Value) -> RestAnswer {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn bayeux(v: Value) -> Message {
+        serde_json::from_value(v).unwrap()
+    }
 
     #[test]
     fn rest_answers_are_classified() {
-        assert_eq!(Failure::of_rest(200, &json!({"statusCode": 0})), Ok(()));
-        assert_eq!(Failure::of_rest(200, &json!({"statusCode": 7})), Ok(()));
         assert_eq!(
-            Failure::of_rest(403, &json!({"statusCode": 20})),
+            Failure::of_rest(200, &rest(json!({"statusCode": 0}))),
+            Ok(())
+        );
+        assert_eq!(
+            Failure::of_rest(200, &rest(json!({"statusCode": 7}))),
+            Ok(())
+        );
+        assert_eq!(
+            Failure::of_rest(403, &rest(json!({"statusCode": 20}))),
             Err(Failure::SessionGone)
         );
         assert!(matches!(
-            Failure::of_rest(502, &Value::Null),
+            Failure::of_rest(502, &RestAnswer::default()),
             Err(Failure::Network(_))
         ));
         let refused = Failure::of_rest(
             400,
-            &json!({"statusCode": 2, "statusMessage": "Invalid state"}),
+            &rest(json!({"statusCode": 2, "statusMessage": "Invalid state"})),
         )
         .unwrap_err();
         assert!(!refused.is_loss());
@@ -112,29 +122,27 @@ mod tests {
             refused.to_string(),
             "refused (400, statusCode 2): Invalid state"
         );
-        assert!(!Failure::of_rest(500, &json!({"statusCode": 4}))
+        assert!(!Failure::of_rest(500, &rest(json!({"statusCode": 4})))
             .unwrap_err()
             .is_loss());
     }
 
     #[test]
     fn bayeux_replies_are_classified() {
-        assert_eq!(Failure::of_bayeux(&json!({"successful": true})), Ok(()));
+        let of = |v: Value| Failure::of_bayeux(&bayeux(v));
+        assert_eq!(of(json!({"successful": true})), Ok(()));
         assert_eq!(
-            Failure::of_bayeux(&json!({"successful": false, "error": "402::Unknown client"})),
+            of(json!({"successful": false, "error": "402::Unknown client"})),
             Err(Failure::UnknownClient)
         );
         assert_eq!(
-            Failure::of_bayeux(&json!({"successful": false, "error": "403::Unknown session"})),
+            of(json!({"successful": false, "error": "403::Unknown session"})),
             Err(Failure::SessionGone)
         );
         assert!(matches!(
-            Failure::of_bayeux(&json!({"successful": false, "error": "403::Subscription denied"})),
+            of(json!({"successful": false, "error": "403::Subscription denied"})),
             Err(Failure::Refused { code: 403, .. })
         ));
-        assert!(matches!(
-            Failure::of_bayeux(&json!(7)),
-            Err(Failure::Refused { .. })
-        ));
+        assert!(matches!(of(json!({})), Err(Failure::Refused { .. })));
     }
 }

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::connection::Connection;
+use crate::json::{Call, Device, Notification, User};
 
 /// The voice channel as WWE shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,25 +92,21 @@ impl Screen {
         self.banner = connection.banner();
     }
 
-    /// The login answer (`GET /api/v2/me`): the DN and, when present, device state.
-    pub fn logged_in(&mut self, me: &Value) -> Vec<Seen> {
-        let user = me.get("user").unwrap_or(&Value::Null);
-        self.dn = user
-            .pointer("/devices/0/phoneNumber")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or(self.dn.take());
+    /// The login answer's `user` (`GET /api/v2/me`): the DN and, when present, device state.
+    pub fn logged_in(&mut self, user: &User) -> Vec<Seen> {
+        let dn = user.devices.first().and_then(|d| d.phone_number.clone());
+        self.dn = dn.or(self.dn.take());
         self.load(user)
     }
 
     /// The state reload after a (re)connect (`GET /api/v2/me?subresources=devices,calls,…`):
     /// the device and the calls replace what the screen showed.
-    pub fn load(&mut self, user: &Value) -> Vec<Seen> {
+    pub fn load(&mut self, user: &User) -> Vec<Seen> {
         let mut seen = Vec::new();
-        if let Some(device) = user.pointer("/devices/0") {
+        if let Some(device) = user.devices.first() {
             seen.extend(self.set_voice(voice_of_device(device)));
         }
-        if let Some(calls) = user.get("calls").and_then(Value::as_array) {
+        if let Some(calls) = &user.calls {
             let fresh: BTreeMap<String, CallView> = calls
                 .iter()
                 .filter_map(call_of)
@@ -138,48 +134,46 @@ impl Screen {
     }
 
     /// One CometD message on `channel`.
-    pub fn notify(&mut self, channel: &str, data: &Value) -> Vec<Seen> {
-        let kind = data
-            .get("messageType")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+    pub fn notify(&mut self, channel: &str, data: &Notification) -> Vec<Seen> {
+        let kind = data.message_type.as_deref().unwrap_or("");
         match (channel, kind) {
-            ("/v2/me/devices", "DeviceStateChangeMessage") => match data.pointer("/devices/0") {
+            ("/v2/me/devices", "DeviceStateChangeMessage") => match data.devices.first() {
                 Some(device) => self.set_voice(voice_of_device(device)),
                 None => Vec::new(),
             },
             ("/v2/me/devices", "ErrorMessage") => {
-                let text = data
-                    .get("errorMessage")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Error");
+                let text = data.error_message.as_deref().unwrap_or("Error");
                 self.set_notice(text.to_owned())
             }
             ("/v2/me/channels", "ChannelStateChangeMessage") => {
-                let out = data
-                    .pointer("/channels/0/userState/state")
-                    .and_then(Value::as_str)
-                    == Some("OutOfService");
-                if out {
+                let state = data
+                    .channels
+                    .first()
+                    .and_then(|c| c.user_state.as_ref())
+                    .and_then(|u| u.state.as_deref());
+                if state == Some("OutOfService") {
                     self.set_voice(Voice::OutOfService)
                 } else {
                     Vec::new()
                 }
             }
             ("/v2/me/calls", "CallStateChangeMessage") => {
-                match data.get("call").and_then(call_of) {
+                match data.call.as_ref().and_then(call_of) {
                     Some(call) => self.set_call(call),
                     None => Vec::new(),
                 }
             }
             ("/notifications/services", "ServiceStateChangeMessage") => {
-                let text = |p: &str| data.pointer(p).and_then(Value::as_str);
-                let (Some("Voice"), Some(name)) = (text("/service/type"), text("/service/name"))
+                let Some(service) = &data.service else {
+                    return Vec::new();
+                };
+                let (Some("Voice"), Some(name)) =
+                    (service.kind.as_deref(), service.name.as_deref())
                 else {
                     return Vec::new();
                 };
                 let was = self.voice_service_available();
-                let active = text("/service/state") == Some("Active");
+                let active = service.state.as_deref() == Some("Active");
                 if self.voice_services.len() < MAX_SERVICES
                     || self.voice_services.contains_key(name)
                 {
@@ -230,17 +224,18 @@ impl Screen {
 }
 
 /// The voice channel of one `devices[]` element.
-fn voice_of_device(device: &Value) -> Voice {
-    if device.get("deviceState").and_then(Value::as_str) != Some("Active") {
+fn voice_of_device(device: &Device) -> Voice {
+    if device.device_state.as_deref() != Some("Active") {
         return Voice::OutOfService;
     }
-    let user_state = device.get("userState").unwrap_or(&Value::Null);
-    let text = |k: &str| user_state.get(k).and_then(Value::as_str).map(str::to_owned);
-    match text("state").as_deref() {
+    let Some(user_state) = &device.user_state else {
+        return Voice::Unknown;
+    };
+    match user_state.state.as_deref() {
         Some("Ready") => Voice::Ready,
         Some("NotReady") => Voice::NotReady {
-            work_mode: text("workMode"),
-            reason: text("reason"),
+            work_mode: user_state.work_mode.clone(),
+            reason: user_state.reason.clone(),
         },
         Some("LoggedIn") => Voice::LoggedIn,
         Some("LoggedOut") => Voice::LoggedOut,
@@ -250,33 +245,32 @@ fn voice_of_device(device: &Value) -> Voice {
 }
 
 /// One `call` object; None when it has no id or state.
-fn call_of(call: &Value) -> Option<CallView> {
-    let text = |p: &str| call.pointer(p).and_then(Value::as_str).map(str::to_owned);
+fn call_of(call: &Call) -> Option<CallView> {
     Some(CallView {
-        id: text("/id")?,
-        state: text("/state")?,
-        party: text("/participants/0/phoneNumber").unwrap_or_default(),
-        capabilities: call
-            .get("capabilities")
-            .and_then(Value::as_array)
-            .map(|caps| {
-                caps.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
+        id: call.id.clone()?,
+        state: call.state.clone()?,
+        party: call
+            .participants
+            .first()
+            .and_then(|p| p.phone_number.clone())
             .unwrap_or_default(),
+        capabilities: call.capabilities.clone(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn device(state: &str, user_state: Value) -> Value {
-        json!({"messageType": "DeviceStateChangeMessage",
-               "devices": [{"deviceState": state, "userState": user_state, "phoneNumber": "8001"}]})
+    /// A notification as GWS sends it.
+    fn n(v: Value) -> Notification {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn device(state: &str, user_state: Value) -> Notification {
+        n(json!({"messageType": "DeviceStateChangeMessage",
+                 "devices": [{"deviceState": state, "userState": user_state, "phoneNumber": "8001"}]}))
     }
 
     #[test]
@@ -315,13 +309,13 @@ mod tests {
         // R13 / S2.3: GWS lost its SIP node.
         s.notify(
             "/v2/me/devices",
-            &json!({"messageType": "DeviceStateChangeMessage",
-                                           "devices": [{"deviceState": "Inactive"}]}),
+            &n(json!({"messageType": "DeviceStateChangeMessage",
+                      "devices": [{"deviceState": "Inactive"}]})),
         );
         assert_eq!(s.voice, Voice::OutOfService);
         let service = |name: &str, state: &str| {
-            json!({"messageType": "ServiceStateChangeMessage",
-                   "service": {"type": "Voice", "name": name, "state": state}})
+            n(json!({"messageType": "ServiceStateChangeMessage",
+                     "service": {"type": "Voice", "name": name, "state": state}}))
         };
         assert!(s.voice_service_available());
         let seen = s.notify("/notifications/services", &service("ss1", "Inactive"));
@@ -342,9 +336,9 @@ mod tests {
     fn calls_come_and_go_with_their_state() {
         let mut s = Screen::new("agent7001");
         let msg = |state: &str| {
-            json!({"messageType": "CallStateChangeMessage",
+            n(json!({"messageType": "CallStateChangeMessage",
             "call": {"id": "c1", "state": state, "capabilities": ["Answer"],
-                     "participants": [{"phoneNumber": "5551234"}]}})
+                     "participants": [{"phoneNumber": "5551234"}]}}))
         };
         assert_eq!(
             s.notify("/v2/me/calls", &msg("Ringing")),
@@ -366,12 +360,14 @@ mod tests {
         let mut s = Screen::new("agent8001");
         s.notify(
             "/v2/me/calls",
-            &json!({"messageType": "CallStateChangeMessage",
-                                         "call": {"id": "old", "state": "Established"}}),
+            &n(json!({"messageType": "CallStateChangeMessage",
+                      "call": {"id": "old", "state": "Established"}})),
         );
-        let seen = s.logged_in(&json!({"user": {
+        let user = serde_json::from_value(json!({
             "devices": [{"deviceState": "Active", "phoneNumber": "8001", "userState": {"state": "Ready"}}],
-            "calls": [{"id": "new", "state": "Established"}]}}));
+            "calls": [{"id": "new", "state": "Established"}]}))
+        .unwrap();
+        let seen = s.logged_in(&user);
         assert_eq!(s.dn.as_deref(), Some("8001"));
         assert!(seen.contains(&Seen::Call {
             id: "old".into(),
@@ -388,6 +384,7 @@ mod tests {
     #[test]
     fn malformed_messages_change_nothing() {
         let mut s = Screen::new("agent8001");
+        // Wrong types are refused by the parser (the message is dropped before the screen).
         for junk in [
             json!(null),
             json!(7),
@@ -395,15 +392,25 @@ mod tests {
             json!({"messageType": "CallStateChangeMessage", "call": {"id": 1}}),
             json!({"messageType": "DeviceStateChangeMessage", "devices": "x"}),
         ] {
+            assert!(serde_json::from_value::<Notification>(junk).is_err());
+        }
+        // What parses but lacks what matters changes nothing.
+        for hollow in [
+            json!({}),
+            json!({"messageType": "CallStateChangeMessage", "call": {"state": "Ringing"}}),
+            json!({"messageType": "DeviceStateChangeMessage"}),
+            json!({"messageType": "ChannelStateChangeMessage", "channels": [{}]}),
+            json!({"messageType": "ServiceStateChangeMessage", "service": {"type": "Chat"}}),
+        ] {
             for ch in ["/v2/me/devices", "/v2/me/calls", "/v2/me/channels", "/x"] {
-                assert!(s.notify(ch, &junk).is_empty());
+                assert!(s.notify(ch, &n(hollow.clone())).is_empty());
             }
         }
         for i in 0..100 {
             s.notify(
                 "/v2/me/calls",
-                &json!({"messageType": "CallStateChangeMessage",
-                                             "call": {"id": i.to_string(), "state": "Ringing"}}),
+                &n(json!({"messageType": "CallStateChangeMessage",
+                          "call": {"id": i.to_string(), "state": "Ringing"}})),
             );
         }
         assert_eq!(s.calls.len(), MAX_CALLS);

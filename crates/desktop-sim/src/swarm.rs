@@ -1,5 +1,5 @@
-//! Thousands of desktops in one process: each with its own cookie jar, CometD client and task,
-//! sharing one HTTP connection pool and one journal. Logins start at a given rate with at most
+//! Thousands of desktops in one process: each with its own cookie jar, connections, CometD
+//! client and task, sharing one journal. Logins start at a given rate with at most
 //! `max_logging_in` in progress (so a storm test controls the load it makes), and the swarm is
 //! summarised by counts per state ([`Summary`]).
 
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::config::DesktopConfig;
 use crate::desktop::{Desktop, Shared};
+use crate::http::Origin;
 use crate::tally::{Summary, Tally};
 use nodekit::Journal;
 
@@ -60,11 +61,13 @@ impl Drop for Swarm {
 impl Swarm {
     pub fn start(cfg: SwarmConfig) -> anyhow::Result<Swarm> {
         let journal = Journal::new("desktop-sim", cfg.journal_capacity);
-        let shared = Shared::new(journal, cfg.desktop.request_timeout)?;
+        let origin = Origin::parse(&cfg.desktop.url).map_err(anyhow::Error::msg)?;
+        let shared = Shared::new(journal);
         let desktops = Arc::new(Mutex::new(Vec::with_capacity(cfg.users.len())));
         let started_at = Instant::now();
         let starter = tokio::spawn(start_desktops(
             cfg,
+            origin,
             shared.clone(),
             desktops.clone(),
             started_at,
@@ -103,6 +106,7 @@ impl Swarm {
 /// Starts `cfg.users` at `cfg.rate`, never more than `cfg.max_logging_in` logging in at once.
 async fn start_desktops(
     cfg: SwarmConfig,
+    origin: Origin,
     shared: Shared,
     desktops: Arc<Mutex<Vec<Desktop>>>,
     t0: Instant,
@@ -127,7 +131,7 @@ async fn start_desktops(
         let batch: Vec<Desktop> = users
             .by_ref()
             .take(now)
-            .map(|user| Desktop::start_with(cfg.desktop.for_user(user), &shared))
+            .map(|user| Desktop::launch(cfg.desktop.for_user(user), origin.clone(), &shared))
             .collect();
         started += batch.len();
         desktops
