@@ -4,7 +4,7 @@
 # See bench/proxy/README.md.
 #
 #   bench/proxy/run.sh [--conns 50,200] [--duration 10] [--warmup 3] [--rounds N] [--workers N]
-#                      [--access-log] [--no-build]
+#                      [--access-log] [--no-build] [--callgrind] [--nice N] [--post]
 #
 #   --conns LIST     wrk connection counts, one round each (default 50,200)
 #   --duration S     measured wrk run per proxy and round (default 10)
@@ -17,6 +17,15 @@
 #   --access-log     keep our proxy's per-request INFO log line (default: RUST_LOG=warn, the
 #                    equivalent of nginx `access_log off`; the log costs roughly a third of req/s)
 #   --no-build       use the existing $CARGO_TARGET_DIR/release/proxy (default target/)
+#   --nice N         run wrk, the upstream and both proxies at niceness N (e.g. -10): other jobs
+#                    on a shared machine then take less CPU from the measured processes; the
+#                    same for both proxies (default 0)
+#   --callgrind      instead of the rounds: both proxies run under valgrind's callgrind, each
+#                    gets one `wrk -c50 -d DURATION`, and the table gives the instructions each
+#                    executed per request (user space, start-up included; repeatable on a busy
+#                    machine, unlike requests/s)
+#   --post           every request is a POST with a 200-byte JSON body (wrk -s post.lua), like
+#                    the GWS REST and CometD traffic, instead of a GET
 #
 # Must run as root (apt-get for missing nginx/wrk). Raw wrk outputs and configs go to
 # bench-out/proxy/<timestamp>/. Everything it starts is killed on exit.
@@ -31,6 +40,9 @@ ROUNDS=3
 WORKERS=1
 BUILD=1
 RUSTLOG=warn
+CALLGRIND=0
+NICE=0
+POST=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --conns) CONNS=$2; shift 2 ;;
@@ -40,7 +52,10 @@ while [ $# -gt 0 ]; do
         --workers) WORKERS=$2; shift 2 ;;
         --access-log) RUSTLOG=info; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --callgrind) CALLGRIND=1; shift ;;
+        --nice) NICE=$2; shift 2 ;;
+        --post) POST=1; shift ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -56,6 +71,7 @@ COOKIE="Cookie: JSESSIONID=bench-session-1"
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+[ "$CALLGRIND" = 0 ] || command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq
@@ -76,6 +92,17 @@ PROXY=$TARGET_DIR/release/proxy
 OUT=$ROOT/bench-out/proxy/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 
+# What wrk sends: GET, or with --post a POST with a 200-byte JSON body.
+WRK_SCRIPT=(); MODE=GET
+if [ "$POST" = 1 ]; then
+    cat > "$OUT/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"data":"' .. string.rep("x", 189) .. '"}'
+LUA
+    WRK_SCRIPT=(-s "$OUT/post.lua"); MODE="POST (200-byte body)"
+fi
+
 # --- cleanup ----------------------------------------------------------------------------------
 PIDS=()
 cleanup() {
@@ -87,7 +114,8 @@ trap 'exit 130' INT TERM
 
 wait_port() { # host:port
     local hp=$1 i
-    for i in $(seq 1 100); do
+    # Up to 10 s: a proxy under valgrind takes a few seconds to start.
+    for i in $(seq 1 200); do
         if (exec 3<>"/dev/tcp/${hp%:*}/${hp#*:}") 2>/dev/null; then return 0; fi
         sleep 0.05
     done
@@ -161,11 +189,21 @@ max_fails = 1
 fail_timeout = "10s"
 TOML
 
-"$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" 2>"$OUT/upstream/stderr.log" &
+# With --callgrind both proxies (not the upstream) run under callgrind.
+CG_NGX=(); CG_OURS=()
+if [ "$CALLGRIND" = 1 ]; then
+    CG_NGX=(valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind-nginx.out")
+    CG_OURS=(valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind-ours.out")
+fi
+# Everything measured runs at the same niceness (--nice).
+RUN=(nice -n "$NICE")
+"${RUN[@]}" "$NGINX" -p "$OUT/upstream" -c "$OUT/upstream/nginx.conf" 2>"$OUT/upstream/stderr.log" &
 PIDS+=($!)
-"$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" 2>"$OUT/nginx/stderr.log" &
+"${RUN[@]}" "${CG_NGX[@]}" "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" 2>"$OUT/nginx/stderr.log" &
+NGX_PID=$!
 PIDS+=($!)
-RUST_LOG=$RUSTLOG "$PROXY" --config "$OUT/proxy.toml" >"$OUT/proxy.log" 2>&1 &
+RUST_LOG=$RUSTLOG "${RUN[@]}" "${CG_OURS[@]}" "$PROXY" --config "$OUT/proxy.toml" >"$OUT/proxy.log" 2>&1 &
+OURS_PID=$!
 PIDS+=($!)
 wait_port "$UP"; wait_port "$NGX"; wait_port "$OURS"
 
@@ -174,6 +212,34 @@ for hp in "$OURS" "$NGX"; do
     body=$(curl -fsS -H "$COOKIE" "http://$hp/" 2>/dev/null || true)
     [ "$body" = ok ] || { echo "http://$hp/ answered '$body', expected 'ok'" >&2; exit 1; }
 done
+
+# --- instructions per request (--callgrind) ---------------------------------------------------
+if [ "$CALLGRIND" = 1 ]; then
+    declare -A REQS
+    for name in ours nginx; do
+        hp=$OURS; [ "$name" = nginx ] && hp=$NGX
+        f=$OUT/wrk-$name-callgrind.txt
+        "${RUN[@]}" wrk -t1 -c50 -d"${DURATION}s" "${WRK_SCRIPT[@]}" -H "$COOKIE" "http://$hp/" >"$f" 2>&1
+        REQS[$name]=$(awk '/requests in/ {print $1}' "$f")
+    done
+    # Callgrind writes its totals when the process exits: ours stops on SIGINT, nginx on SIGQUIT.
+    kill -INT "$OURS_PID"; kill -QUIT "$NGX_PID"
+    wait "$OURS_PID" "$NGX_PID" 2>/dev/null || true
+    {
+        echo "proxy instructions per request $(date -u +%FT%TZ): callgrind, $MODE, wrk -t1 -c50 -d${DURATION}s," \
+             "our proxy RUST_LOG=$RUSTLOG, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo
+        echo "| proxy | requests | instructions | per request |"
+        echo "|---|---:|---:|---:|"
+        for name in ours nginx; do
+            ir=$(awk '/^summary:/ {print $2; exit}' "$OUT/callgrind-$name.out"*)
+            echo "| $name | ${REQS[$name]} | $ir | $((ir / REQS[$name])) |"
+        done
+        echo
+        echo "raw: $OUT"
+    } | tee "$OUT/summary.md"
+    exit 0
+fi
 
 # --- measure ----------------------------------------------------------------------------------
 # wrk latency text -> milliseconds
@@ -195,9 +261,9 @@ for c in ${CONNS//,/ }; do
         order="ours nginx"; [ $((r % 2)) = 0 ] && order="nginx ours"
         for name in $order; do
             hp=$OURS; [ "$name" = nginx ] && hp=$NGX
-            wrk -t1 -c"$c" -d"${WARMUP}s" -H "$COOKIE" "http://$hp/" >"$OUT/wrk-$name-c$c-r$r-warmup.txt" 2>&1
+            "${RUN[@]}" wrk -t1 -c"$c" -d"${WARMUP}s" "${WRK_SCRIPT[@]}" -H "$COOKIE" "http://$hp/" >"$OUT/wrk-$name-c$c-r$r-warmup.txt" 2>&1
             f=$OUT/wrk-$name-c$c-r$r.txt
-            wrk -t1 -c"$c" -d"${DURATION}s" --latency -H "$COOKIE" "http://$hp/" >"$f" 2>&1
+            "${RUN[@]}" wrk -t1 -c"$c" -d"${DURATION}s" --latency "${WRK_SCRIPT[@]}" -H "$COOKIE" "http://$hp/" >"$f" 2>&1
             rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
             p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
             p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
@@ -217,9 +283,9 @@ for c in ${CONNS//,/ }; do
 done
 
 {
-    echo "proxy benchmark $(date -u +%FT%TZ), $(nproc) CPUs, wrk -t1 -d${DURATION}s (warm-up ${WARMUP}s)," \
+    echo "proxy benchmark $(date -u +%FT%TZ), $(nproc) CPUs, $MODE, wrk -t1 -d${DURATION}s (warm-up ${WARMUP}s)," \
          "median of $ROUNDS rounds," \
-         "worker_processes $WORKERS for both, our proxy RUST_LOG=$RUSTLOG," \
+         "worker_processes $WORKERS for both, our proxy RUST_LOG=$RUSTLOG, nice $NICE," \
          "load before: $LOAD"
     echo
     echo "| proxy | connections | requests/s | p50 (ms) | p99 (ms) | ratio ours/nginx (req/s; p99) |"

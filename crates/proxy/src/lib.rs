@@ -13,6 +13,12 @@
 //!   journal events (`upstream.failed`, `sticky.rebind`), control plane via [`nodekit`].
 //! - [`pool`]: idle keep-alive upstream connections (`keepalive N`), each back in the pool as
 //!   soon as its response body has been read.
+//! - `fast`: the fast path a client connection starts on, for requests without a body or with a
+//!   `Content-Length` one (read whole before it goes upstream): heads parsed and re-encoded as
+//!   bytes (`h1`, `framing`), upstream sockets read and written by the client connection's own
+//!   task (`link`). Anything else (chunked bodies, `Expect`, bodies over
+//!   `client_max_body_size`, upgrades, HTTP/1.0, bad or oversized heads) moves the connection to
+//!   hyper's server (`rewind`) for good. Both paths share the peer walk (`attempts`).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -29,11 +35,18 @@
 //! primaries are exhausted), which nginx refuses, and `client_header_timeout` also bounds how
 //! long an idle keep-alive client is kept (nginx: `keepalive_timeout`).
 
+mod attempts;
 pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod crc32;
+mod deadline;
+mod fast;
+mod framing;
+mod h1;
+mod link;
 pub mod pool;
+mod rewind;
 pub mod ring;
 pub mod server;
 

@@ -1,7 +1,7 @@
 //! Idle keep-alive connections to the peers of a group (nginx `keepalive N`). A connection is
 //! leased for one request and goes back when its response body has been read to the end (see
-//! [`crate::body::TimedBody`]): that is when hyper can send the next request on it, so nothing has
-//! to wait for it in the background.
+//! [`crate::body::TimedBody`] and [`crate::fast`]), so nothing has to wait for it in the
+//! background.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -9,15 +9,27 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 
-/// The sending half of one upstream connection (hyper drives the socket in its own task).
+/// The sending half of one upstream connection of the general path (hyper drives the socket in
+/// its own task).
 pub type Upstream = SendRequest<Full<Bytes>>;
 
-pub struct Pool {
-    idle: Mutex<Vec<Vec<Upstream>>>,
+/// A pooled connection that can tell whether its upstream has closed it.
+pub trait Idle {
+    fn is_closed(&mut self) -> bool;
+}
+
+impl Idle for Upstream {
+    fn is_closed(&mut self) -> bool {
+        SendRequest::is_closed(self)
+    }
+}
+
+pub struct Pool<C> {
+    idle: Mutex<Vec<Vec<C>>>,
     per_peer: usize,
 }
 
-impl Pool {
+impl<C: Idle> Pool<C> {
     /// A pool for `peers` peers keeping at most `per_peer` idle connections to each.
     pub fn new(peers: usize, per_peer: usize) -> Arc<Self> {
         Arc::new(Pool {
@@ -28,10 +40,10 @@ impl Pool {
 
     /// The most recently returned connection to `peer` that is still open. It may still be
     /// finishing its previous exchange: wait for [`SendRequest::ready`] before sending.
-    pub fn take(&self, peer: usize) -> Option<Upstream> {
+    pub fn take(&self, peer: usize) -> Option<C> {
         let mut idle = self.lock();
         let list = idle.get_mut(peer)?;
-        while let Some(conn) = list.pop() {
+        while let Some(mut conn) = list.pop() {
             if !conn.is_closed() {
                 return Some(conn);
             }
@@ -39,10 +51,8 @@ impl Pool {
         None
     }
 
-    fn put(&self, peer: usize, conn: Upstream) {
-        if conn.is_closed() {
-            return;
-        }
+    /// Keeps `conn`, an open connection, unless `peer` has enough idle ones already.
+    pub fn put(&self, peer: usize, conn: C) {
         if let Some(list) = self.lock().get_mut(peer) {
             if list.len() < self.per_peer {
                 list.push(conn);
@@ -50,7 +60,7 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Vec<Upstream>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Vec<C>>> {
         // Poisoning only means a panic elsewhere mid-push; the lists are still usable.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -59,17 +69,19 @@ impl Pool {
 /// A connection serving one response; [`Lease::release`] puts it back once the response is
 /// complete. Dropped instead (response cut short), the connection closes with it.
 pub struct Lease {
-    pool: Arc<Pool>,
+    pool: Arc<Pool<Upstream>>,
     peer: usize,
     conn: Upstream,
 }
 
 impl Lease {
-    pub fn new(pool: Arc<Pool>, peer: usize, conn: Upstream) -> Self {
+    pub fn new(pool: Arc<Pool<Upstream>>, peer: usize, conn: Upstream) -> Self {
         Lease { pool, peer, conn }
     }
 
     pub fn release(self) {
-        self.pool.put(self.peer, self.conn);
+        if !self.conn.is_closed() {
+            self.pool.put(self.peer, self.conn);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy itself: accepts clients, picks a peer with the group's [`Balancer`], forwards over
 //! pooled keep-alive connections (through the fault layer) and applies nginx's
-//! `proxy_next_upstream` rules.
+//! `proxy_next_upstream` rules. A client connection starts on the fast path (`fast`) and moves
+//! here, to hyper's server and client (the general path), at its first request that needs it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,52 +15,60 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use netfault::tcp::FaultStream;
 use netfault::Faults;
 use nodekit::control::BoxFuture;
 use nodekit::{serve_control, ControlServer, ControlTarget, Journal};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{timeout, Instant};
 
-use crate::balancer::{Balancer, RouteKey, Selection};
+use crate::attempts::{AttemptError, Attempts, Failure};
+use crate::balancer::{Balancer, RouteKey};
 use crate::body::{full, ProxyBody, TimedBody};
-use crate::config::{Config, NextUpstream, Sticky, UpstreamConfig};
+use crate::config::{Config, Sticky, UpstreamConfig};
+use crate::fast;
+use crate::link::Link;
 use crate::pool::{Lease, Pool, Upstream};
+use crate::rewind::Rewind;
 
 /// Largest request head accepted (nginx `large_client_header_buffers 4 8k`); beyond it: 431.
-const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// One upstream group at run time.
-struct Group {
-    cfg: UpstreamConfig,
+pub(crate) struct Group {
+    pub(crate) cfg: UpstreamConfig,
     /// One balancer per worker (nginx without `zone`), or one shared by all (`zone`).
     balancers: Vec<Mutex<Balancer>>,
-    addrs: Vec<SocketAddr>,
+    pub(crate) addrs: Vec<SocketAddr>,
     links: Vec<String>,
-    pool: Arc<Pool>,
+    /// Idle connections of the general path (hyper's).
+    pool: Arc<Pool<Upstream>>,
+    /// Idle connections of the fast path (plain sockets).
+    pub(crate) idle_links: Arc<Pool<Link>>,
 }
 
 impl Group {
     /// The balancer the worker serving a client connection uses.
-    fn balancer(&self, worker: usize) -> &Mutex<Balancer> {
+    pub(crate) fn balancer(&self, worker: usize) -> &Mutex<Balancer> {
         &self.balancers[worker % self.balancers.len()]
     }
 
     /// The name of a peer in logs, journal and `/status`.
-    fn peer_name(&self, peer: usize) -> &str {
+    pub(crate) fn peer_name(&self, peer: usize) -> &str {
         self.cfg.servers[peer].display_name()
     }
 }
 
-struct Shared {
-    cfg: Config,
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
     faults: Faults,
-    journal: Journal,
-    group: Group,
-    requests: AtomicU64,
+    pub(crate) journal: Journal,
+    pub(crate) group: Group,
+    pub(crate) requests: AtomicU64,
     connections: AtomicU64,
 }
 
@@ -197,6 +206,7 @@ async fn build_shared(
             .map(|_| Mutex::new(Balancer::from_config(&gcfg)))
             .collect(),
         pool: Pool::new(addrs.len(), gcfg.keepalive),
+        idle_links: Pool::new(addrs.len(), gcfg.keepalive),
         addrs,
         links,
         cfg: gcfg,
@@ -306,6 +316,9 @@ impl ControlTarget for ProxyNode {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut accepted: usize = 0;
+    // The client connections: dropped with the set when the node stops, which closes them all
+    // (cheaper than each connection also waiting on `stop`, which costs on every wake-up).
+    let mut connections = JoinSet::new();
     loop {
         let (stream, client) = tokio::select! {
             r = listener.accept() => match r {
@@ -316,6 +329,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                     continue;
                 }
             },
+            // Reaps finished connections.
+            Some(_) = connections.join_next() => continue,
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
@@ -323,41 +338,47 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         // nginx hands each connection to one worker; here they take turns.
         let worker = accepted;
         accepted = accepted.wrapping_add(1);
-        let header_timeout = shared.cfg.client_header_timeout;
-        let mut stop = stop.clone();
-        let peer = Client::new(client);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let (shared, peer) = (shared.clone(), peer.clone());
-                async move { shared.handle(req, &peer, worker).await }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(2 * MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::select! {
-                r = conn => match r {
-                    // nginx closes such a client without a word and logs 408. hyper runs the
-                    // same timer while a keep-alive client is idle between requests, so those
-                    // end here too (nginx: keepalive_timeout, not logged).
-                    Err(e) if e.is_timeout() => log_timeout(client, "header"),
-                    Err(e) => tracing::debug!(%client, "client connection: {e}"),
-                    Ok(()) => {}
-                },
-                _ = stop.changed() => {}
-            }
-        });
+        connections.spawn(serve_client(shared, stream, Client::new(client), worker));
+    }
+}
+
+/// A client connection: on the fast path while its requests allow, then on hyper's.
+async fn serve_client(shared: Arc<Shared>, mut stream: TcpStream, client: Client, worker: usize) {
+    if let fast::Outcome::General(read) = fast::serve(&shared, &mut stream, &client, worker).await {
+        serve_general(shared, Rewind::new(read.freeze(), stream), client, worker).await;
+    }
+}
+
+/// The general path: hyper's HTTP/1.1 server, for every request the fast path leaves to it.
+async fn serve_general(shared: Arc<Shared>, io: Rewind<TcpStream>, client: Client, worker: usize) {
+    let header_timeout = shared.cfg.client_header_timeout;
+    let addr = client.addr;
+    let service = hyper::service::service_fn(move |req| {
+        let (shared, client) = (shared.clone(), client.clone());
+        async move { shared.handle(req, &client, worker).await }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(2 * MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    match conn.await {
+        // nginx closes such a client without a word and logs 408. hyper runs the same timer
+        // while a keep-alive client is idle between requests, so those end here too (nginx:
+        // keepalive_timeout, not logged).
+        Err(e) if e.is_timeout() => log_timeout(addr, "header"),
+        Err(e) => tracing::debug!(client = %addr, "client connection: {e}"),
+        Ok(()) => {}
     }
 }
 
 /// The client end of a connection.
 #[derive(Clone)]
-struct Client {
-    addr: SocketAddr,
+pub(crate) struct Client {
+    pub(crate) addr: SocketAddr,
     /// Its address as `X-Forwarded-For` text, formatted once per connection.
-    ip: HeaderValue,
+    pub(crate) ip: HeaderValue,
 }
 
 impl Client {
@@ -370,7 +391,7 @@ impl Client {
 
 /// The access line nginx writes for a client that timed out (`client_header_timeout`,
 /// `client_body_timeout`): status 408, and the connection closed without a response.
-fn log_timeout(client: SocketAddr, phase: &'static str) {
+pub(crate) fn log_timeout(client: SocketAddr, phase: &'static str) {
     tracing::info!(target: "proxy::access", client = %client.ip(), status = 408, phase, "client timed out");
 }
 
@@ -410,38 +431,6 @@ async fn read_body(body: Incoming, limit: usize, idle: Duration) -> Result<Bytes
             Ok(Some(Err(_))) => return Err(BodyError::Bad),
         }
     }
-}
-
-/// Why an attempt on a peer failed, in `proxy_next_upstream` terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    Error,
-    Timeout,
-    InvalidHeader,
-}
-
-impl Failure {
-    fn status(self) -> StatusCode {
-        match self {
-            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    fn next_upstream(self) -> NextUpstream {
-        match self {
-            Failure::Error => NextUpstream::Error,
-            Failure::Timeout => NextUpstream::Timeout,
-            Failure::InvalidHeader => NextUpstream::InvalidHeader,
-        }
-    }
-}
-
-/// The outcome of one attempt that did not produce a response.
-struct AttemptError {
-    failure: Failure,
-    /// Whether the request was (possibly) written to the upstream (`u->request_sent`).
-    sent: bool,
 }
 
 /// The parts of the client request kept to replay it on the next peer.
@@ -497,10 +486,6 @@ fn head_len<B>(req: &Request<B>) -> usize {
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum::<usize>()
-}
-
-fn is_non_idempotent(m: &Method) -> bool {
-    m == Method::POST || m == Method::PATCH || m.as_str() == "LOCK"
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -618,19 +603,23 @@ fn closing_error(status: StatusCode) -> Response<ProxyBody> {
 }
 
 fn error_page(status: StatusCode) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(error_page_body(status)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp
+}
+
+/// nginx's error page for `status`.
+pub(crate) fn error_page_body(status: StatusCode) -> String {
     let line = format!(
         "{} {}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     );
-    let page = format!(
+    format!(
         "<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n<hr><center>drlab-proxy</center>\r\n</body>\r\n</html>\r\n"
-    );
-    let mut resp = Response::new(full(page));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    resp
+    )
 }
 
 impl Shared {
@@ -831,7 +820,10 @@ impl Shared {
             headers.insert(X_FORWARDED_FOR, v);
         }
         headers.remove(header::CONTENT_LENGTH);
-        if !body.is_empty() || is_non_idempotent(&parts.method) || parts.method == Method::PUT {
+        if !body.is_empty()
+            || crate::h1::is_non_idempotent(parts.method.as_str())
+            || parts.method == Method::PUT
+        {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
         let mut out = Outgoing {
@@ -841,31 +833,15 @@ impl Shared {
             body,
         };
 
-        let bal = g.balancer(worker);
-        let mut sel = bal.lock().unwrap().begin(key);
-        let peers = g.addrs.len() as u32;
-        let max_tries = match self.cfg.proxy_next_upstream_tries {
-            0 => peers,
-            n => n.min(peers),
-        };
-        let first_try = Instant::now();
-        let mut last = StatusCode::BAD_GATEWAY;
-        let mut last_peer = None;
+        let mut attempts = Attempts::begin(self, key, worker);
         loop {
-            let picked = bal.lock().unwrap().select(&mut sel, Instant::now());
-            let Some(peer) = picked else {
-                if sel.attempts == 0 {
-                    tracing::error!(upstream = %g.cfg.name, "no live upstreams");
-                }
-                return Ok((error_page(last), last_peer, sel.attempts));
+            let Some(peer) = attempts.next_peer() else {
+                let status = attempts.error_status();
+                return Ok((error_page(status), attempts.last_peer(), attempts.tries()));
             };
-            last_peer = Some(peer);
-            match self
-                .attempt(peer, out.request(sel.attempts >= max_tries))
-                .await
-            {
+            match self.attempt(peer, out.request(attempts.is_last())).await {
                 Ok((mut resp, lease)) => {
-                    bal.lock().unwrap().report(peer, true, Instant::now());
+                    attempts.succeeded(peer);
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                         if let Some(client_upgrade) = client_upgrade {
                             // The connection becomes the tunnel: it never goes back to the pool.
@@ -886,44 +862,18 @@ impl Shared {
                             return Ok((
                                 Response::from_parts(parts, full(Bytes::new())),
                                 Some(peer),
-                                sel.attempts,
+                                attempts.tries(),
                             ));
                         }
                     }
-                    let resp = self.finish(resp, lease, peer, &sel, worker);
-                    return Ok((resp, Some(peer), sel.attempts));
+                    let resp = self.finish(resp, lease, peer, &attempts);
+                    return Ok((resp, Some(peer), attempts.tries()));
                 }
                 Err(e) => {
-                    let disabled = bal.lock().unwrap().report(peer, false, Instant::now());
-                    let name = g.peer_name(peer);
-                    self.journal.record(
-                        "upstream.failed",
-                        json!({
-                            "upstream": g.cfg.name,
-                            "peer": name,
-                            "failure": format!("{:?}", e.failure).to_lowercase(),
-                            "request_sent": e.sent,
-                            "method": out.method.as_str(),
-                            "uri": out.uri.to_string(),
-                            "disabled": disabled,
-                        }),
-                    );
-                    last = e.failure.status();
-                    tracing::warn!(
-                        upstream = %name,
-                        failure = ?e.failure,
-                        sent = e.sent,
-                        "upstream attempt failed"
-                    );
-                    let budget = self.cfg.proxy_next_upstream_timeout;
-                    let retry = self.cfg.next_upstream(e.failure.next_upstream())
-                        && sel.attempts < max_tries
-                        && (budget.is_zero() || first_try.elapsed() < budget)
-                        && !(e.sent
-                            && is_non_idempotent(&out.method)
-                            && !self.cfg.next_upstream(NextUpstream::NonIdempotent));
-                    if !retry {
-                        return Ok((error_page(last), Some(peer), sel.attempts));
+                    let uri = out.uri.to_string();
+                    if !attempts.failed(peer, &e, out.method.as_str(), &uri) {
+                        let status = attempts.error_status();
+                        return Ok((error_page(status), Some(peer), attempts.tries()));
                     }
                 }
             }
@@ -936,51 +886,22 @@ impl Shared {
         resp: Response<Incoming>,
         lease: Lease,
         peer: usize,
-        sel: &Selection,
-        worker: usize,
+        attempts: &Attempts,
     ) -> Response<ProxyBody> {
         let g = &self.group;
-        let bal = g.balancer(worker);
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let cookie = sel.key().cookie.as_deref();
-        match g.cfg.sticky {
-            Sticky::Learn => {
-                let mut b = bal.lock().unwrap();
-                if let Some(session) = response_cookie(&parts.headers, g.cfg.cookie_name()) {
-                    b.learn(&session, peer, Instant::now());
-                } else if let (Some(k), Some(old)) = (cookie, sel.bound) {
-                    if old != peer {
-                        b.learn(k, peer, Instant::now());
-                    }
-                }
-                self.record_rebind(sel.bound, peer);
+        let session = match g.cfg.sticky {
+            Sticky::Learn => response_cookie(&parts.headers, g.cfg.cookie_name()),
+            _ => None,
+        };
+        if let Some(c) = attempts.stick(peer, session.as_deref()) {
+            if let Ok(v) = HeaderValue::try_from(c) {
+                parts.headers.append(header::SET_COOKIE, v);
             }
-            Sticky::Cookie => {
-                self.record_rebind(sel.bound, peer);
-                let route = bal.lock().unwrap().route_of(peer).to_string();
-                if cookie != Some(route.as_str()) {
-                    let c = format!("{}={route}; Path=/", g.cfg.cookie_name());
-                    if let Ok(v) = HeaderValue::try_from(c) {
-                        parts.headers.append(header::SET_COOKIE, v);
-                    }
-                }
-            }
-            _ => {}
         }
         let body = TimedBody::new(body, self.cfg.proxy_read_timeout, lease);
         Response::from_parts(parts, BodyExt::boxed(body))
-    }
-
-    /// Journals a learn/cookie client moved off the peer it was bound to.
-    fn record_rebind(&self, bound: Option<usize>, peer: usize) {
-        if let Some(old) = bound.filter(|&o| o != peer) {
-            let g = &self.group;
-            self.journal.record(
-                "sticky.rebind",
-                json!({"upstream": g.cfg.name, "from": g.peer_name(old), "to": g.peer_name(peer)}),
-            );
-        }
     }
 
     /// One attempt on `peer`: a pooled connection if one is idle, else a new one. The lease
@@ -1042,11 +963,21 @@ impl Shared {
     }
 
     async fn connect(&self, peer: usize) -> Result<Upstream, AttemptError> {
+        let stream = self.connect_stream(peer).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| AttemptError::unsent(Failure::Error))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// A new connection to `peer` through the fault layer, within `proxy_connect_timeout`.
+    pub(crate) async fn connect_stream(&self, peer: usize) -> Result<FaultStream, AttemptError> {
         let g = &self.group;
-        let fail = |failure| AttemptError {
-            failure,
-            sent: false,
-        };
         let stream = match timeout(
             self.cfg.proxy_connect_timeout,
             netfault::tcp::connect(
@@ -1061,19 +992,11 @@ impl Shared {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::debug!(peer = %g.links[peer], "connect: {e}");
-                return Err(fail(Failure::Error));
+                return Err(AttemptError::unsent(Failure::Error));
             }
-            Err(_) => return Err(fail(Failure::Timeout)),
+            Err(_) => return Err(AttemptError::unsent(Failure::Timeout)),
         };
         self.connections.fetch_add(1, Ordering::Relaxed);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| fail(Failure::Error))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!("upstream connection: {e}");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
     }
 }

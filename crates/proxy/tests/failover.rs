@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{client, config, get, TestUpstream};
+use common::{client, config, dying_upstream, get, TestUpstream};
 use proxy::Sticky;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -147,37 +147,6 @@ async fn ip_hash_keeps_one_client_network_on_one_upstream() {
     for _ in 0..10 {
         assert_eq!(get(&c, p.local_addr(), "/", None).await.1, first);
     }
-}
-
-/// An upstream that reads a request and then closes the connection without answering.
-async fn dying_upstream() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let s2 = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            let seen = s2.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                seen.fetch_add(1, Ordering::SeqCst);
-                let _ = s.set_zero_linger();
-                drop(s);
-            });
-        }
-    });
-    (addr, seen)
 }
 
 #[tokio::test]

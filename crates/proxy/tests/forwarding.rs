@@ -67,21 +67,6 @@ async fn upstream_connections_are_kept_alive() {
 }
 
 #[tokio::test]
-async fn oversized_body_gets_413() {
-    let up = TestUpstream::start("gws1").await;
-    let mut cfg = config(&[&up], Sticky::None);
-    cfg.client_max_body_size = 10;
-    let p = proxy::start(cfg).await.unwrap();
-    let r = client()
-        .post(format!("http://{}/echo", p.local_addr()))
-        .body("01234567890")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 413);
-}
-
-#[tokio::test]
 async fn fault_layer_reject_on_the_link_counts_as_connect_error() {
     let a = TestUpstream::start("gws1").await;
     let b = TestUpstream::start("gws2").await;

@@ -17,7 +17,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use proxy::{Config, ServerConfig, Sticky};
 
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub struct TestUpstream {
@@ -243,4 +244,42 @@ pub async fn get(
         .get("set-cookie")
         .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
     (status, resp.text().await.unwrap(), set_cookie)
+}
+
+/// Reads from `s` up to the end of a request head (and whatever came with it); `None` if the
+/// connection ends first.
+pub async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(got)
+}
+
+/// An upstream that reads a request and then closes the connection without answering; with
+/// the number of requests it read.
+pub async fn dying_upstream() -> (SocketAddr, Arc<AtomicU64>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(AtomicU64::new(0));
+    let s2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let seen = s2.clone();
+            tokio::spawn(async move {
+                if read_head(&mut s).await.is_none() {
+                    return;
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = s.set_zero_linger();
+                drop(s);
+            });
+        }
+    });
+    (addr, seen)
 }
