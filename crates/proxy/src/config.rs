@@ -135,6 +135,20 @@ impl UpstreamConfig {
             .as_deref()
             .unwrap_or_else(|| self.sticky.default_cookie())
     }
+
+    /// The request cookie that routes a request (the hash key, the learned session or the
+    /// route cookie); `None` when the mode does not route by cookie.
+    pub fn route_cookie(&self) -> Option<&str> {
+        match self.sticky {
+            Sticky::None | Sticky::IpHash => None,
+            _ => Some(self.cookie_name()),
+        }
+    }
+
+    /// The response cookie `sticky learn` learns sessions from.
+    pub fn learned_cookie(&self) -> Option<&str> {
+        (self.sticky == Sticky::Learn).then(|| self.cookie_name())
+    }
 }
 
 /// The whole file.

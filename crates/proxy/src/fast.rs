@@ -1,6 +1,6 @@
 //! The fast path of a client connection: requests without a body or with a `Content-Length`
-//! one are read, forwarded and answered by the client connection's own task, upstream sockets included, with the heads
-//! parsed and re-encoded as bytes ([`crate::h1`]). Per request that is one read and one write
+//! one are read, forwarded and answered by the client connection's own task, upstream sockets
+//! included, with the heads parsed and re-encoded as bytes ([`crate::h1`]). Per request that is one read and one write
 //! on each side and no task hand-off, where hyper's server and client took two hand-offs, a
 //! header map per head and a channel per body.
 //!
@@ -18,7 +18,6 @@ use tokio::time::Instant;
 
 use crate::attempts::{AttemptError, Attempts, Failure};
 use crate::balancer::RouteKey;
-use crate::config::Sticky;
 use crate::deadline::Deadline;
 use crate::framing::BodyCodec;
 use crate::h1::{self, Framing, RequestHead};
@@ -157,15 +156,11 @@ async fn forward(
 ) -> bool {
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let g = &shared.group;
-    let cookie_name = g.cfg.cookie_name();
     let key = RouteKey {
-        cookie: match g.cfg.sticky {
-            Sticky::None | Sticky::IpHash => None,
-            _ => head.cookie(cookie_name),
-        },
+        cookie: g.cfg.route_cookie().and_then(|name| head.cookie(name)),
         client_ip: Some(client.addr.ip()),
     };
-    let learn = (g.cfg.sticky == Sticky::Learn).then_some(cookie_name);
+    let learn = g.cfg.learned_cookie();
     h1::encode_request(&mut bufs.request, head, client.ip.as_bytes(), body);
     let access_log = tracing::enabled!(target: "proxy::access", tracing::Level::INFO);
     let started = access_log.then(Instant::now);

@@ -40,22 +40,50 @@ impl RequestHead<'_, '_> {
 
     /// `$cookie_NAME`: the first cookie of that name.
     pub fn cookie(&self, name: &str) -> Option<String> {
-        let value = self
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
-            .flat_map(|h| h.value.split(|&b| b == b';'))
-            .filter_map(|c| {
-                let c = c.trim_ascii();
-                let eq = c.iter().position(|&b| b == b'=')?;
-                Some((&c[..eq], &c[eq + 1..]))
-            })
-            .find(|(n, _)| *n == name.as_bytes())?
-            .1;
-        std::str::from_utf8(value.trim_ascii())
-            .ok()
-            .map(str::to_string)
+        request_cookie(field_values(self.headers, "cookie"), name)
     }
+}
+
+/// `$cookie_NAME`: the first cookie `name` in a request's `Cookie` field values. Byte-wise as
+/// nginx's, so a field with other non-UTF-8 cookies in it still yields this one.
+pub fn request_cookie<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<String> {
+    let value = values
+        .flat_map(|v| v.split(|&b| b == b';'))
+        .filter_map(|c| split_cookie(c.trim_ascii()))
+        .find(|(n, _)| *n == name.as_bytes())?
+        .1;
+    cookie_value(value)
+}
+
+/// `$upstream_cookie_NAME`: the value of cookie `name` set by a response's `Set-Cookie` field
+/// values, if any.
+pub fn response_cookie<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<String> {
+    let value = values
+        .filter_map(|v| v.split(|&b| b == b';').next())
+        .filter_map(|c| split_cookie(c.trim_ascii()))
+        .find(|(n, _)| *n == name.as_bytes())?
+        .1;
+    cookie_value(value)
+}
+
+/// `name=value` split at the first `=`.
+fn split_cookie(c: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = c.iter().position(|&b| b == b'=')?;
+    Some((&c[..eq], &c[eq + 1..]))
+}
+
+fn cookie_value(value: &[u8]) -> Option<String> {
+    std::str::from_utf8(value.trim_ascii())
+        .ok()
+        .map(str::to_string)
+}
+
+/// The values of the fields called `name`.
+fn field_values<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
 }
 
 pub enum Request<'h, 'b> {
@@ -202,10 +230,7 @@ pub struct ResponseHead<'h, 'b> {
 impl ResponseHead<'_, '_> {
     /// The value of cookie `name` set by the response (`$upstream_cookie_NAME`), if any.
     pub fn set_cookie(&self, name: &str) -> Option<String> {
-        values(self.headers, "set-cookie")
-            .filter_map(|v| v.split(';').next()?.trim().split_once('='))
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.trim().to_string())
+        response_cookie(field_values(self.headers, "set-cookie"), name)
     }
 }
 
@@ -364,14 +389,6 @@ fn connection_named<'b>(headers: &[Header<'b>]) -> Vec<&'b [u8]> {
     named
 }
 
-/// The values of the fields called `name` that are text.
-fn values<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a str> {
-    headers
-        .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-}
-
 /// The comma-separated tokens of a field value.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -383,6 +400,29 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_found_byte_wise_as_nginx_finds_them() {
+        let cookie = |fields: &[&[u8]], name| request_cookie(fields.iter().copied(), name);
+        assert_eq!(
+            cookie(&[b"a=1; JSESSIONID= s1 ; JSESSIONID=s2"], "JSESSIONID"),
+            Some("s1".into())
+        );
+        assert_eq!(
+            cookie(&[b"x=\xff", b"other=\xfe; JSESSIONID=s3"], "JSESSIONID"),
+            Some("s3".into())
+        );
+        assert_eq!(cookie(&[b"JSESSIONIDX=1; noequals"], "JSESSIONID"), None);
+        let set = |fields: &[&[u8]], name| response_cookie(fields.iter().copied(), name);
+        assert_eq!(
+            set(
+                &[b"a=1; Path=/", b"JSESSIONID=s4; HttpOnly; JSESSIONID=x"],
+                "JSESSIONID"
+            ),
+            Some("s4".into())
+        );
+        assert_eq!(set(&[b"Path=/; JSESSIONID=s5"], "JSESSIONID"), None);
+    }
 
     fn request(raw: &str, f: impl FnOnce(Option<&RequestHead>)) {
         let mut slots = header_slots();

@@ -29,8 +29,9 @@ use tokio::time::{timeout, Instant};
 use crate::attempts::{AttemptError, Attempts, Failure};
 use crate::balancer::{Balancer, RouteKey};
 use crate::body::{full, ProxyBody, TimedBody};
-use crate::config::{Config, Sticky, UpstreamConfig};
+use crate::config::{Config, UpstreamConfig};
 use crate::fast;
+use crate::h1;
 use crate::link::Link;
 use crate::pool::{Lease, Pool, Upstream};
 use crate::rewind::Rewind;
@@ -571,27 +572,9 @@ where
     }
 }
 
-/// `$cookie_NAME`: the first cookie of that name in the request.
-pub fn request_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim().to_string())
-}
-
-/// The value of cookie `name` set by a response (`$upstream_cookie_NAME`), if any.
-pub fn response_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next()?.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim().to_string())
+/// The values of the fields called `name`, as bytes.
+fn field_values(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &[u8]> {
+    headers.get_all(name).into_iter().map(HeaderValue::as_bytes)
 }
 
 /// An error page after which the client connection is closed (its request was not read whole).
@@ -793,10 +776,10 @@ impl Shared {
         let mut headers = parts.headers;
         let g = &self.group;
         let key = RouteKey {
-            cookie: match g.cfg.sticky {
-                Sticky::None | Sticky::IpHash => None,
-                _ => request_cookie(&headers, g.cfg.cookie_name()),
-            },
+            cookie: g
+                .cfg
+                .route_cookie()
+                .and_then(|name| h1::request_cookie(field_values(&headers, header::COOKIE), name)),
             client_ip: Some(client.addr.ip()),
         };
         strip_hop_by_hop(&mut headers);
@@ -821,7 +804,7 @@ impl Shared {
         }
         headers.remove(header::CONTENT_LENGTH);
         if !body.is_empty()
-            || crate::h1::is_non_idempotent(parts.method.as_str())
+            || h1::is_non_idempotent(parts.method.as_str())
             || parts.method == Method::PUT
         {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -891,10 +874,9 @@ impl Shared {
         let g = &self.group;
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let session = match g.cfg.sticky {
-            Sticky::Learn => response_cookie(&parts.headers, g.cfg.cookie_name()),
-            _ => None,
-        };
+        let session = g.cfg.learned_cookie().and_then(|name| {
+            h1::response_cookie(field_values(&parts.headers, header::SET_COOKIE), name)
+        });
         if let Some(c) = attempts.stick(peer, session.as_deref()) {
             if let Ok(v) = HeaderValue::try_from(c) {
                 parts.headers.append(header::SET_COOKIE, v);
