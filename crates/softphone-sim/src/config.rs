@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
+use crate::registration::Failover;
 use crate::call::AnswerMode;
 use crate::media::MediaTimers;
 
@@ -38,6 +39,10 @@ pub struct PhoneConfig {
     pub refresh_ratio: f64,
     /// Wait before retrying after a failed REGISTER (the retry goes to the next registrar).
     pub backoff: Backoff,
+    /// Try the next registrar at once (backoff only when the whole list failed), or after the
+    /// backoff each time.
+    #[serde(default)]
+    pub failover: Failover,
     /// First REGISTERs per second when a swarm starts (0: all at once, a registration storm).
     pub start_rate: u32,
     pub answer: AnswerMode,
@@ -84,6 +89,7 @@ impl PhoneConfig {
             expires: 1800,
             refresh_ratio: 0.5,
             backoff: Backoff::default(),
+            failover: Failover::default(),
             start_rate: 0,
             answer: AnswerMode::Auto,
             answer_any: false,

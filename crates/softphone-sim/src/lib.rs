@@ -3,7 +3,8 @@
 //!
 //! A phone registers its DN to an ordered registrar list (SRV-like, DC1 first), refreshes before
 //! expiry, detects a dead registrar on refresh (timeout, error status, TCP reset) and fails over
-//! to the next one with RFC 5626 or fixed backoff. It answers INVITEs (auto, after a delay, or on
+//! to the next one at once (the RFC 5626 or fixed backoff comes only when the whole list failed;
+//! [`Failover`]). It answers INVITEs (auto, after a delay, or on
 //! the desktop's NOTIFY `Event: talk`), exchanges an RTP-like heartbeat with the address in the
 //! remote SDP, and drops a call whose media stays silent for `media.timeout`.
 //!
@@ -57,6 +58,7 @@ pub use backoff::Backoff;
 pub use call::AnswerMode;
 pub use config::{dn_range, PhoneConfig, Transport};
 pub use media::MediaTimers;
+pub use registration::Failover;
 /// The journal every simulator keeps (what `--json` prints and tests wait on).
 pub use nodekit::{Entry, Journal};
 pub use placing::{CallPlan, CallReport};
