@@ -311,8 +311,8 @@ async fn softphone_hangs_up_with_bye() {
     assert_eq!(ended.detail()["reason"], "local_bye");
 }
 
-/// Desktop answer (domain.md §5.3): the phone rings until the node, asked by the agent's T-Lib
-/// client (`RequestAnswerCall`), sends the in-dialog NOTIFY `Event: talk`.
+/// Desktop answer (docs/protocols.md §4.3): the phone rings until the node, asked by the T-Lib
+/// client of the agent (`RequestAnswerCall`), sends the in-dialog NOTIFY `Event: talk`.
 #[tokio::test]
 async fn softphone_in_notify_mode_answers_when_the_desktop_answers_the_call() {
     let node = start_node("ss1", |_| {}).await;

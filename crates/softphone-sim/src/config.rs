@@ -121,7 +121,7 @@ impl PhoneConfig {
         }
     }
 
-    /// The fast test profile (scenarios.md §0): Expires 3 s, T1 20 ms (a silent registrar is
+    /// The fast test profile (docs/scenarios.md §0): Expires 3 s, T1 20 ms (a silent registrar is
     /// noticed after 64·T1 = 1.28 s), backoff 50–100 % of 100 ms·2ⁿ capped at 1 s, media
     /// heartbeat every 20 ms, silence after 600 ms.
     pub fn with_fast_timers(mut self) -> Self {

@@ -1,5 +1,5 @@
 //! `softphone-sim`: agent softphones — one or thousands on one socket — the PSTN gateway that
-//! answers PSTN agents' numbers, and PSTN callers (architecture §1, scenarios.md R12 and S4).
+//! answers PSTN agents' numbers, and PSTN callers (docs/architecture.md §1; R12 and S4).
 //!
 //! A phone registers its DN to an ordered registrar list (SRV-like, DC1 first), refreshes before
 //! expiry, detects a dead registrar on refresh (timeout, error status, TCP reset) and fails over

@@ -1,4 +1,4 @@
-//! One phone's registration as plain data and pure transitions (scenarios.md R12, S4.3).
+//! One phone's registration as plain data and pure transitions (docs/scenarios.md R12, S4.3).
 //!
 //! The phone has an ordered registrar list, like an SRV record with DC1 first. It registers at
 //! the first, refreshes at `refresh_ratio` of the granted expiry, and treats a refresh that
