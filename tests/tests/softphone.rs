@@ -134,7 +134,10 @@ async fn s4_3_softphone_fails_over_to_next_registrar_on_refresh_failure() {
     assert_eq!(d["next"], ss3.sip_addr().to_string(), "{d}");
     // Like a phone with an SRV list: the next registrar at once, no backoff (one registrar of two
     // failed, not the whole list).
-    assert_eq!(d["retry_in_ms"], 0, "S4.3: the REGISTER to DC2 goes out at once: {d}");
+    assert_eq!(
+        d["retry_in_ms"], 0,
+        "S4.3: the REGISTER to DC2 goes out at once: {d}"
+    );
     let at_ss3 = expect_entry(
         phone.journal(),
         failed.seq,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
-use crate::registration::Failover;
 use crate::call::AnswerMode;
 use crate::media::MediaTimers;
+use crate::registration::Failover;
 
 /// SIP transport towards registrars and callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

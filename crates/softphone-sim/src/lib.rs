@@ -58,8 +58,8 @@ pub use backoff::Backoff;
 pub use call::AnswerMode;
 pub use config::{dn_range, PhoneConfig, Transport};
 pub use media::MediaTimers;
-pub use registration::Failover;
 /// The journal every simulator keeps (what `--json` prints and tests wait on).
 pub use nodekit::{Entry, Journal};
 pub use placing::{CallPlan, CallReport};
+pub use registration::Failover;
 pub use swarm::{Stats, Swarm, Unregistered};

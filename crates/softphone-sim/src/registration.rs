@@ -449,7 +449,10 @@ mod tests {
     fn failover_policies_parse_by_name() {
         assert_eq!("immediate".parse(), Ok(Failover::Immediate));
         assert_eq!("backoff".parse(), Ok(Failover::AfterBackoff));
-        assert!("later".parse::<Failover>().unwrap_err().contains("immediate or backoff"));
+        assert!("later"
+            .parse::<Failover>()
+            .unwrap_err()
+            .contains("immediate or backoff"));
     }
 
     #[tokio::test(start_paused = true)]
