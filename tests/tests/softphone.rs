@@ -439,15 +439,12 @@ fn kamailio_available() -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok();
-    if !found && std::env::var_os("DRLAB_REQUIRE_KAMAILIO").is_some() {
-        panic!(
-            "Kamailio is required (DRLAB_REQUIRE_KAMAILIO is set) but `kamailio` is not installed"
-        );
-    }
-    if !found {
-        eprintln!("SKIPPED: Kamailio is not installed (apt-get install kamailio)");
-    }
-    found
+    nodekit::peer::available(
+        found,
+        "Kamailio",
+        "DRLAB_REQUIRE_KAMAILIO",
+        "apt-get install kamailio",
+    )
 }
 
 /// A minimal Kamailio: in-memory registrar, and a stateful proxy to the registered contact.

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod journal;
 pub mod lifecycle;
 pub mod metrics;
+pub mod peer;
 pub mod telemetry;
 
 pub use addp::AddpSettings;
