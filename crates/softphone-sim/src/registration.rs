@@ -261,7 +261,9 @@ impl Registration {
         let backoff_failures = match policy.failover {
             Failover::AfterBackoff => self.failures,
             // A round of the list is over when every registrar failed since the last success.
-            Failover::Immediate if self.failures % registrars == 0 => self.failures / registrars,
+            Failover::Immediate if self.failures.is_multiple_of(registrars) => {
+                self.failures / registrars
+            }
             Failover::Immediate => {
                 self.state = RegState::Registering { registrar: next };
                 return Step {
