@@ -60,7 +60,10 @@ pub struct GwsConfig {
     /// logs the agent in Ready, `ManualIn` in NotReady.
     #[serde(default = "default_login_work_mode")]
     pub agent_login_work_mode: AgentWorkMode,
-    /// R13: when the SIP node reports the session's DN out of service, end the desktop session.
+    /// R13: when the DN's owner takes it out of service (`EventDNOutOfService` with
+    /// `Extensions.OutOfServiceReason` `OwnerOutOfService`, or no reason), end the desktop
+    /// session of a logged-in agent. `OwnerUnreachable` (a node that lost the owner, R10) never
+    /// ends it: the voice channel shows unavailable and the session stays.
     #[serde(default = "default_true")]
     pub end_session_on_dn_out_of_service: bool,
     /// GWS `enableCsrfProtection`: GETs hand out `X-CSRF-TOKEN`, and POSTs must echo it.
