@@ -282,10 +282,40 @@ pub fn cometd_client_available() -> bool {
     found
 }
 
-/// The status of a WebSocket upgrade request (`GET path` with `Upgrade: websocket` and the
-/// `extra` headers, e.g. `Origin`) sent over a bare TCP connection to `addr`.
-pub async fn websocket_upgrade_status(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> u16 {
+/// Sends `request` (a whole HTTP/1.1 request) over a bare TCP connection to `addr` and returns
+/// the answer's status and head (status line and headers, lower-cased), not waiting for a body.
+pub async fn raw_http_head(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("TCP connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .expect("answered in time")
+            .expect("answer read");
+        assert!(n == 1, "connection closed inside the head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP status line: {head}"));
+    (status, head)
+}
+
+/// A WebSocket upgrade request (`GET path` with `Upgrade: websocket` and the `extra` headers,
+/// e.g. `Origin`) sent to `addr`: the answer's status and head, as [`raw_http_head`].
+pub async fn websocket_upgrade(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -294,23 +324,10 @@ pub async fn websocket_upgrade_status(addr: SocketAddr, path: &str, extra: &[(&s
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("upgrade request sent");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n") {
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
-            .await
-            .expect("upgrade answered in time")
-            .expect("upgrade answer read");
-        assert!(n == 1, "connection closed before the status line: {head:?}");
-        head.push(byte[0]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP status line: {line}"))
+    raw_http_head(addr, &request).await
+}
+
+/// The status of [`websocket_upgrade`].
+pub async fn websocket_upgrade_status(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> u16 {
+    websocket_upgrade(addr, path, extra).await.0
 }

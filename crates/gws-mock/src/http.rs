@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cometd::{long_polling, websocket};
+use crate::cors;
 use crate::ctx::Ctx;
 use crate::rest::error::ApiError;
 use crate::rest::{calls, me, voice};
@@ -71,6 +72,11 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        // Outermost, so preflights of any path (and refused upgrades) never reach a route.
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            cors::apply,
+        ))
         .with_state(ctx)
 }
 

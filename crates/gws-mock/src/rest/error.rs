@@ -59,6 +59,11 @@ impl ApiError {
         )
     }
 
+    /// A cross-origin request the CORS settings do not allow (preflight, WebSocket upgrade).
+    pub fn cross_origin_refused(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code::FORBIDDEN, message)
+    }
+
     pub fn missing(parameter: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
