@@ -168,17 +168,12 @@ async fn cors_is_off_by_default() {
 /// Whether headless Chromium can run here. CI sets `DRLAB_REQUIRE_CHROMIUM=1` so a missing
 /// browser fails there.
 fn chromium_available() -> bool {
-    let found = std::process::Command::new("chromium")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os("DRLAB_REQUIRE_CHROMIUM").is_some() {
-        panic!("chromium is required (DRLAB_REQUIRE_CHROMIUM is set) but not installed");
-    }
-    if !found {
-        eprintln!("SKIPPED: chromium not installed (apt-get install chromium)");
-    }
-    found
+    nodekit::peer::available(
+        nodekit::peer::runs("chromium", &["--version"]),
+        "chromium",
+        "DRLAB_REQUIRE_CHROMIUM",
+        "apt-get install chromium",
+    )
 }
 
 /// The desktop page: plain `fetch` with credentials, CometD by hand. It writes `PASS …` or
@@ -261,7 +256,7 @@ async fn serve_page(listener: TcpListener, page: String) {
     }
 }
 
-/// Issue 12 defect 6 in a real browser: the page on `http://127.0.1.10:<port>` (same site as
+/// Cross-origin desktop in a real browser: the page on `http://127.0.1.10:<port>` (same site as
 /// proxy-dc1, another origin) logs in through the proxy, keeps its session cookie, and receives
 /// its DeviceStateChangeMessage over CometD long-polling.
 #[tokio::test]
@@ -311,7 +306,7 @@ async fn browser_page_on_another_origin_logs_in_and_receives_device_messages_thr
     assert_eq!(
         outcome,
         "PASS DeviceStateChangeMessage 8041 Active",
-        "issue 12 defect 6 (CORS): page said {outcome:?}; stderr: {}",
+        "cross-origin desktop (CORS): page said {outcome:?}; stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 }

@@ -31,7 +31,7 @@ async fn logged_in_desktop(dn: &str) -> (sipserver_mock::SipNode, gws_mock::GwsN
     (sip, gws, desktop)
 }
 
-/// The issue's main flow: Basic auth, StartContactCenterSession, LoggedIn then Ready over CometD,
+/// The main flow: Basic auth, StartContactCenterSession, LoggedIn then Ready over CometD,
 /// an inbound call Ringing → Established → Released, answered and hung up through REST.
 #[tokio::test]
 async fn desktop_logs_in_sees_ready_and_answers_and_hangs_up_a_call() {
@@ -553,7 +553,7 @@ async fn start_session_on_unregistered_dn_is_partial_success_7() {
                "failed": [{"statusCode": 4, "statusMessage": "Device '7009' is not registered.", "channel": "voice"}],
                "succeeded": [{"statusCode": 0, "channel": "chat"}]})
     );
-    // Voice alone: the same answer with nothing succeeded (never a 5xx, issue 12 defect 5).
+    // Voice alone: the same answer with nothing succeeded (a refused voice login is never a 5xx).
     let (status, body) = desktop.start_contact_center_session().await;
     assert_eq!(
         (status, body),
@@ -710,7 +710,7 @@ async fn end_contact_center_session_logs_out_and_unregisters() {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// R13 (issue 12, untested promise): gws1's SIP nodes are ss1 then ss2. ss1 dies: gws1 connects
+/// R13: gws1's SIP nodes are ss1 then ss2. ss1 dies: gws1 connects
 /// to ss2 and registers its sessions' DNs again there; the desktop sees ss1's Voice service go
 /// and ss2's come. ss1 comes back: gws1 stays on ss2 (the list is walked from the top only after
 /// a loss); ss2 dies: gws1 is back on ss1, the first of its list.

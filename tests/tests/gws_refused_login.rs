@@ -54,7 +54,7 @@ fn assert_voice_failed(status: StatusCode, body: &Value, code: u32) -> String {
     failed["statusMessage"].as_str().unwrap_or("").to_owned()
 }
 
-/// R10 + issue 12 defect 5: DN 7121's owner is ss4; with the TC layer cut, a login through DC1
+/// R10: DN 7121's owner is ss4; with the TC layer cut, a login through DC1
 /// (proxy-dc1 → gws1/gws2 → ss1) is refused with EventError 58. The desktop gets 200/7 and its
 /// session cookie; with it, it reads its device (out of service) and opens CometD.
 #[tokio::test]
@@ -96,7 +96,7 @@ async fn r10_refused_voice_login_owner_unreachable_keeps_the_session() {
     assert_eq!(error["errorCode"], 58, "{error}");
 }
 
-/// R5 + issue 12 defect 5: a call is up on DN 7131 when the agent logs in: RegisterAddress
+/// R5: a call is up on DN 7131 when the agent logs in: RegisterAddress
 /// works, AgentLogin is refused with EventError 1712. The desktop gets 200/7 and its cookie,
 /// sees the call and its voice channel logged out; after the call it logs in.
 #[tokio::test]

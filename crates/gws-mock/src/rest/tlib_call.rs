@@ -28,9 +28,9 @@ pub async fn send(ctx: &Ctx, sid: &str, dn: &str, request: Request) -> Result<Me
     }
 }
 
-/// The REST error for a T-Library error code. GWS answers an unregistered DN with 500 / 4
-/// (domain.md §3.2); here every refusal by the SIP node is a 4xx, since none is a fault of this
-/// node and the DR scenarios expect most of them (R5, R10).
+/// The REST error for a T-Library error code. GWS documents an unregistered DN as 500 / 4; here
+/// every refusal by the SIP node is a 4xx (statusCode kept), since none is a fault of this node
+/// and the DR scenarios expect most of them (R5, R10).
 fn refusal(dn: &str, code: u32, text: &str) -> ApiError {
     match code {
         error_code::NOT_REGISTERED | error_code::NOT_CONFIGURED => {
