@@ -171,6 +171,19 @@ impl Desktop {
         .await
     }
 
+    /// StartContactCenterSession that must succeed (statusCode 0), then the device Ready on
+    /// CometD (`what` names the step in a failure).
+    pub async fn start_session_until_ready(&mut self, what: &str) {
+        let (status, body) = self.start_contact_center_session().await;
+        assert_eq!(
+            (status, body["statusCode"].clone()),
+            (StatusCode::OK, json!(0)),
+            "{what}: {body}"
+        );
+        self.wait_for(what, device_is("Active", Some("Ready")))
+            .await;
+    }
+
     /// One CometD batch; returns the reply array.
     pub async fn bayeux(&mut self, batch: Value) -> Vec<Value> {
         self.bayeux_at("/api/v2/notifications", batch).await

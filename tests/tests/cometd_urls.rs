@@ -8,18 +8,28 @@
 use std::net::SocketAddr;
 
 use drlab_tests::desktop::{gws, lab_behind_proxy};
-use drlab_tests::gws::{device_is, websocket_upgrade_status, Desktop};
+use drlab_tests::gws::{websocket_upgrade_status, Desktop};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const ENDPOINT: &str = "/api/v2/notifications";
 
-fn all_successful(replies: &[Value], what: &str) {
+/// POSTs `batch` to the endpoint plus `suffix`; every reply must be successful.
+async fn successful_at(
+    desktop: &mut Desktop,
+    suffix: &str,
+    batch: Value,
+    what: &str,
+) -> Vec<Value> {
+    let replies = desktop
+        .bayeux_at(&format!("{ENDPOINT}{suffix}"), batch)
+        .await;
     assert!(!replies.is_empty(), "{what}: no reply");
     assert!(
         replies.iter().all(|r| r["successful"] == true),
         "{what}: {replies:?}"
     );
+    replies
 }
 
 /// Logs `agent<dn>` in at `addr` and drives a whole CometD client life over the suffixed URLs.
@@ -40,74 +50,65 @@ async fn every_cometd_url_form_works(addr: SocketAddr, dn: &str) {
     assert_eq!(me["user"]["devices"][0]["phoneNumber"], dn, "{me}");
     assert!(me["user"]["channels"].is_array(), "{me}");
 
-    let replies = desktop
-        .bayeux_at(
-            &format!("{ENDPOINT}/handshake"),
-            json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0",
+    let replies = successful_at(
+        &mut desktop,
+        "/handshake",
+        json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0",
                     "supportedConnectionTypes": ["long-polling"]}]),
-        )
-        .await;
-    all_successful(&replies, "handshake at …/handshake");
+        "handshake at …/handshake",
+    )
+    .await;
     let id = replies[0]["clientId"]
         .as_str()
         .expect("clientId")
         .to_owned();
 
-    let replies = desktop
-        .bayeux_at(
-            &format!("{ENDPOINT}/subscribe"),
-            json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": "/v2/me/devices"}]),
-        )
-        .await;
-    all_successful(&replies, "subscribe at …/subscribe");
-    let replies = desktop
-        .bayeux_at(
-            &format!("{ENDPOINT}/"),
-            json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": "/v2/me/channels"},
+    successful_at(
+        &mut desktop,
+        "/subscribe",
+        json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": "/v2/me/devices"}]),
+        "subscribe at …/subscribe",
+    )
+    .await;
+    let replies = successful_at(
+        &mut desktop,
+        "/",
+        json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": "/v2/me/channels"},
                    {"channel": "/meta/subscribe", "clientId": id, "subscription": "/v2/me/calls"}]),
-        )
-        .await;
-    all_successful(&replies, "subscribe batch at the trailing slash");
+        "subscribe batch at the trailing slash",
+    )
+    .await;
     assert_eq!(replies.len(), 2);
 
-    let replies = desktop
-        .bayeux_at(
-            &format!("{ENDPOINT}/connect"),
-            json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling",
+    successful_at(
+        &mut desktop,
+        "/connect",
+        json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling",
                     "advice": {"timeout": 0}}]),
-        )
-        .await;
-    all_successful(&replies, "first connect at …/connect");
+        "first connect at …/connect",
+    )
+    .await;
     desktop.client_id = Some(id.clone());
     desktop.connect_path = format!("{ENDPOINT}/connect");
 
-    let (status, body) = desktop.start_contact_center_session().await;
-    assert_eq!(
-        (status, body["statusCode"].clone()),
-        (StatusCode::OK, json!(0)),
-        "{body}"
-    );
     desktop
-        .wait_for(
-            "DeviceStateChangeMessage Ready over …/connect",
-            device_is("Active", Some("Ready")),
-        )
+        .start_session_until_ready("DeviceStateChangeMessage Ready over …/connect")
         .await;
 
-    let replies = desktop
-        .bayeux_at(
-            &format!("{ENDPOINT}/"),
-            json!([{"channel": "/meta/unsubscribe", "clientId": id, "subscription": "/v2/me/calls"}]),
-        )
-        .await;
-    all_successful(&replies, "unsubscribe at the trailing slash");
-    let replies = desktop
-        .bayeux_at(
-            &format!("{ENDPOINT}/disconnect"),
-            json!([{"channel": "/meta/disconnect", "clientId": id}]),
-        )
-        .await;
-    all_successful(&replies, "disconnect at …/disconnect");
+    successful_at(
+        &mut desktop,
+        "/",
+        json!([{"channel": "/meta/unsubscribe", "clientId": id, "subscription": "/v2/me/calls"}]),
+        "unsubscribe at the trailing slash",
+    )
+    .await;
+    successful_at(
+        &mut desktop,
+        "/disconnect",
+        json!([{"channel": "/meta/disconnect", "clientId": id}]),
+        "disconnect at …/disconnect",
+    )
+    .await;
     let (_, reply) = desktop.connect().await;
     assert_eq!(
         reply["error"], "402::Unknown client",

@@ -730,14 +730,7 @@ async fn r13_gws_moves_down_its_ordered_sip_node_list_and_back_only_after_a_loss
     desktop
         .cometd_subscribe(&["/v2/me/*", "/notifications/services"])
         .await;
-    let (status, body) = desktop.start_contact_center_session().await;
-    assert_eq!(
-        (status, body["statusCode"].clone()),
-        (StatusCode::OK, json!(0))
-    );
-    desktop
-        .wait_for("Ready at ss1", device_is("Active", Some("Ready")))
-        .await;
+    desktop.start_session_until_ready("Ready at ss1").await;
     let registered_at = |node: &sipserver_mock::SipNode, since: u64| {
         let node = node.clone();
         async move {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use drlab_tests::cluster::{cut_dcs, node, wait_dcs_split, wait_owner_everywhere};
 use drlab_tests::desktop::lab_behind_proxy;
-use drlab_tests::gws::{device_is, start_gws, Desktop};
+use drlab_tests::gws::{start_gws, Desktop};
 use drlab_tests::ua::TestCaller;
 use drlab_tests::{start_node, UdpPhone, PATIENCE};
 use netfault::FaultMode;
@@ -148,13 +148,7 @@ async fn r5_refused_voice_login_call_in_progress_keeps_the_session() {
             d["messageType"] == "CallStateChangeMessage" && d["call"]["state"] == "Released"
         })
         .await;
-    let (status, body) = desktop.start_contact_center_session().await;
-    assert_eq!(
-        (status, body["statusCode"].clone()),
-        (StatusCode::OK, json!(0)),
-        "{body}"
-    );
     desktop
-        .wait_for("Ready after the call", device_is("Active", Some("Ready")))
+        .start_session_until_ready("R5: Ready after the call")
         .await;
 }
