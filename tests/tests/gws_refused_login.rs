@@ -39,6 +39,26 @@ async fn basic_start(base: &str, user: &str) -> (StatusCode, Option<String>, Val
     (status, session, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `rule`'s refused login at `base` by `agent<dn>`: 200/7 with voice failed with `code` and a
+/// message containing `why`, and the cookie of the session it opened. Returns a desktop on that
+/// session.
+async fn refused_login_keeps_the_session(
+    base: String,
+    dn: &str,
+    code: u32,
+    why: &str,
+    rule: &str,
+) -> Desktop {
+    let (status, session, body) = basic_start(&base, &format!("agent{dn}")).await;
+    let message = assert_voice_failed(status, &body, code);
+    assert!(message.contains(why), "{rule}: {message}");
+    let session = session
+        .unwrap_or_else(|| panic!("{rule} refused login: the opened session's cookie is sent"));
+    let mut desktop = Desktop::at(base);
+    desktop.session = Some(session);
+    desktop
+}
+
 /// The answer GWS gives for a voice channel that cannot start: 200, statusCode 7, voice failed
 /// with `code`; returns the failure's message.
 fn assert_voice_failed(status: StatusCode, body: &Value, code: u32) -> String {
@@ -69,14 +89,14 @@ async fn r10_refused_voice_login_owner_unreachable_keeps_the_session() {
     cut_dcs(&lab, FaultMode::Reject);
     wait_dcs_split(&lab).await;
 
-    let base = format!("http://{proxy}");
-    let (status, session, body) = basic_start(&base, "agent7121").await;
-    let message = assert_voice_failed(status, &body, 4);
-    assert!(message.contains("out of service"), "{message}");
-    let session = session.expect("R10 refused login: the opened session's cookie is sent");
-
-    let mut desktop = Desktop::at(base);
-    desktop.session = Some(session);
+    let mut desktop = refused_login_keeps_the_session(
+        format!("http://{proxy}"),
+        "7121",
+        4,
+        "out of service",
+        "R10",
+    )
+    .await;
     let (status, me) = desktop
         .get("/api/v2/me?subresources=devices,channels")
         .await;
@@ -116,13 +136,8 @@ async fn r5_refused_voice_login_call_in_progress_keeps_the_session() {
     call.wait_for_status(200, PATIENCE).await.unwrap();
 
     let base = format!("http://{}", gws.http_addr());
-    let (status, session, body) = basic_start(&base, "agent7131").await;
-    let message = assert_voice_failed(status, &body, 2);
-    assert!(message.contains("call is in progress"), "{message}");
-    let session = session.expect("R5 refused login: the opened session's cookie is sent");
-
-    let mut desktop = Desktop::at(base);
-    desktop.session = Some(session);
+    let mut desktop =
+        refused_login_keeps_the_session(base, "7131", 2, "call is in progress", "R5").await;
     desktop.cometd_subscribe(&["/v2/me/*"]).await;
     let (status, calls) = desktop.get("/api/v2/me/calls").await;
     assert_eq!(status, StatusCode::OK, "the session works: {calls}");
