@@ -209,7 +209,7 @@ mod tests {
         }
     }
 
-    fn value<'h>(h: &'h Headers, name: HeaderName) -> Option<&'h str> {
+    fn value(h: &Headers, name: HeaderName) -> Option<&str> {
         h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
