@@ -60,12 +60,18 @@ pub struct GwsConfig {
     /// logs the agent in Ready, `ManualIn` in NotReady.
     #[serde(default = "default_login_work_mode")]
     pub agent_login_work_mode: AgentWorkMode,
-    /// R13: when the SIP node reports the session's DN out of service, end the desktop session.
+    /// R13: when the DN's owner takes it out of service (`EventDNOutOfService` with
+    /// `Extensions.OutOfServiceReason` `OwnerOutOfService`, or no reason), end the desktop
+    /// session of a logged-in agent. `OwnerUnreachable` (a node that lost the owner, R10) never
+    /// ends it: the voice channel shows unavailable and the session stays.
     #[serde(default = "default_true")]
     pub end_session_on_dn_out_of_service: bool,
     /// GWS `enableCsrfProtection`: GETs hand out `X-CSRF-TOKEN`, and POSTs must echo it.
     #[serde(default)]
     pub csrf: bool,
+    /// Cross-origin settings (GWS `crossOriginSettings`); off until origins are listed.
+    #[serde(default)]
+    pub cors: CorsSettings,
     /// A client slower than this to send its request headers is disconnected.
     #[serde(default = "default_header_read_timeout", with = "nodekit::duration")]
     pub header_read_timeout: Duration,
@@ -124,6 +130,51 @@ impl Default for CometdSettings {
             max_batch: 64,
             max_subscriptions: 32,
             max_clients_per_session: 4,
+        }
+    }
+}
+
+/// Cross-origin resource sharing (GWS `crossOriginSettings`, Jetty's `CrossOriginFilter`): which
+/// pages on other origins may call the API from a browser. The defaults other than the origins
+/// are GWS 8.5's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSettings {
+    /// Origins allowed (`http://wwe.example.com:8080`; `*` matches any run of characters, so
+    /// `http://*.example.com` or `*`). Empty: CORS off — preflights are refused and no answer
+    /// carries `Access-Control-*` headers (the safe default).
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    /// Request headers a page may send (`*`: any).
+    pub allowed_headers: Vec<String>,
+    /// Response headers a page may read (the CSRF pair, so a page can echo the token).
+    pub exposed_headers: Vec<String>,
+    /// `Access-Control-Allow-Credentials: true`: the page's `fetch(…, {credentials: 'include'})`
+    /// sends and keeps the session cookie.
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight's answer (`Access-Control-Max-Age`).
+    #[serde(with = "nodekit::duration")]
+    pub max_age: Duration,
+}
+
+impl Default for CorsSettings {
+    fn default() -> Self {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        CorsSettings {
+            allowed_origins: Vec::new(),
+            allowed_methods: list(&["GET", "POST", "PUT", "DELETE", "OPTIONS"]),
+            allowed_headers: list(&[
+                "X-Requested-With",
+                "Content-Type",
+                "Accept",
+                "Origin",
+                "Cookie",
+                "Authorization",
+                "X-CSRF-TOKEN",
+            ]),
+            exposed_headers: list(&["X-CSRF-HEADER", "X-CSRF-TOKEN"]),
+            allow_credentials: true,
+            max_age: Duration::from_secs(1800),
         }
     }
 }
@@ -205,6 +256,7 @@ impl GwsConfig {
             agent_login_work_mode: default_login_work_mode(),
             end_session_on_dn_out_of_service: true,
             csrf: false,
+            cors: CorsSettings::default(),
             header_read_timeout: default_header_read_timeout(),
             max_body_bytes: default_max_body_bytes(),
             max_sessions: default_max_sessions(),

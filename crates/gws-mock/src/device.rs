@@ -150,6 +150,37 @@ impl Call {
     }
 }
 
+/// Why the SIP node took a DN out of service (R13), from `EventDNOutOfService`'s
+/// `Extensions.OutOfServiceReason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutOfService {
+    /// `OwnerUnreachable`: a node that is not the DN's owner lost its link to the owner (R10).
+    /// The DN may well be fine at its owner; the voice channel is only unavailable here.
+    OwnerUnreachable,
+    /// `OwnerOutOfService`, or no reason at all (as a real SIP Server sends it): the owner took
+    /// the DN out of service (registration expired or removed, R12; ownership moved, R8).
+    AtOwner,
+}
+
+impl OutOfService {
+    /// The reason an `EventDNOutOfService` gives; None for any other message.
+    pub fn of(msg: &Message) -> Option<OutOfService> {
+        if msg.name != MessageName::EventDNOutOfService {
+            return None;
+        }
+        let reason = msg
+            .attrs
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("OutOfServiceReason"))
+            .and_then(Value::as_str);
+        Some(match reason {
+            Some("OwnerUnreachable") => OutOfService::OwnerUnreachable,
+            _ => OutOfService::AtOwner,
+        })
+    }
+}
+
 /// What a T-Event changed, for the notification to send.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {

@@ -20,6 +20,7 @@
 
 pub mod cometd;
 pub mod config;
+pub mod cors;
 mod ctx;
 pub mod device;
 mod http;
@@ -32,6 +33,8 @@ pub mod state;
 mod tlink;
 pub mod users;
 
-pub use config::{AddpSettings, CometdSettings, GwsConfig, ReconnectSettings, SipNodeRef};
+pub use config::{
+    AddpSettings, CometdSettings, CorsSettings, GwsConfig, ReconnectSettings, SipNodeRef,
+};
 pub use node::{start, GwsNode};
 pub use users::{User, UserEntry, UserRange};
