@@ -225,22 +225,30 @@ async fn stuck_client_is_disconnected_not_buffered() {
     );
 }
 
+/// A node with phones registered for 7003 and 7004, and a client registered for each (events
+/// read so far).
+fn phones_7003_7004() -> (NodeCore, mpsc::Receiver<Message>, mpsc::Receiver<Message>) {
+    let mut core = core();
+    let mut clients = Vec::new();
+    for (id, dn) in [(1, "7003"), (2, "7004")] {
+        core.on_sip(register(dn, 60), Instant::now());
+        let mut rx = client(&mut core, id);
+        ask(&mut core, id, Request::register_address(dn));
+        drain(&mut rx);
+        clients.push(rx);
+    }
+    core.take_outbox();
+    let called = clients.pop().unwrap();
+    let calling = clients.pop().unwrap();
+    (core, calling, called)
+}
+
 /// An internal call: the phone of DN 7003 dials 7004 through the node. Both DNs hear of it with
 /// the same ConnID and CallType Internal: the calling DN `EventDialing`, `EventEstablished`,
 /// `EventReleased`; the called DN `EventRinging`, `EventEstablished`, `EventReleased`.
 #[tokio::test(start_paused = true)]
 async fn internal_call_dialled_by_a_registered_phone_is_reported_on_both_dns() {
-    let mut core = core();
-    for dn in ["7003", "7004"] {
-        core.on_sip(register(dn, 60), Instant::now());
-    }
-    core.take_outbox();
-    let mut calling = client(&mut core, 1);
-    let mut called = client(&mut core, 2);
-    ask(&mut core, 1, Request::register_address("7003"));
-    ask(&mut core, 2, Request::register_address("7004"));
-    drain(&mut calling);
-    drain(&mut called);
+    let (mut core, mut calling, mut called) = phones_7003_7004();
 
     let call = answered_call(&mut core, "7004", "7003");
     caller_hangs_up(&mut core, &call);
@@ -290,17 +298,7 @@ async fn internal_call_dialled_by_a_registered_phone_is_reported_on_both_dns() {
 /// reported on the called DN only.
 #[tokio::test(start_paused = true)]
 async fn pstn_call_stays_inbound_on_the_called_dn_only() {
-    let mut core = core();
-    for dn in ["7003", "7004"] {
-        core.on_sip(register(dn, 60), Instant::now());
-    }
-    core.take_outbox();
-    let mut other = client(&mut core, 1);
-    let mut called = client(&mut core, 2);
-    ask(&mut core, 1, Request::register_address("7003"));
-    ask(&mut core, 2, Request::register_address("7004"));
-    drain(&mut other);
-    drain(&mut called);
+    let (mut core, mut other, mut called) = phones_7003_7004();
 
     let call = answered_call(&mut core, "7004", "5550100");
     caller_hangs_up(&mut core, &call);

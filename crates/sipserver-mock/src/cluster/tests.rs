@@ -164,15 +164,30 @@ async fn split_brain_resolves_to_the_same_owner_on_both_sides() {
     );
 }
 
-/// ss1 owns 8003 with a local client; a client at ss3 registered it too; the local one leaves.
-fn move_pending() -> Pair {
+/// ss1 owns `dn` through its client 1; client 1 of ss3 registered it too (remote, R2). Returns
+/// the pair and both clients' events (read so far).
+fn registered_at_both(
+    dn: &str,
+) -> (
+    Pair,
+    mpsc::Receiver<tlib::Message>,
+    mpsc::Receiver<tlib::Message>,
+) {
     let mut p = Pair::new("ss1", "ss3");
     p.connect();
-    let _a = client(&mut p.a, 1);
-    ask(&mut p.a, 1, Request::register_address("8003"));
-    let _b = client(&mut p.b, 1);
-    ask(&mut p.b, 1, Request::register_address("8003"));
+    let mut a = client(&mut p.a, 1);
+    ask(&mut p.a, 1, Request::register_address(dn));
+    let mut b = client(&mut p.b, 1);
+    ask(&mut p.b, 1, Request::register_address(dn));
     p.pump();
+    drain(&mut a);
+    drain(&mut b);
+    (p, a, b)
+}
+
+/// ss1 owns 8003 with a local client; a client at ss3 registered it too; the local one leaves.
+fn move_pending() -> Pair {
+    let (mut p, _a, _b) = registered_at_both("8003");
     ask(
         &mut p.a,
         1,
@@ -500,13 +515,7 @@ async fn r10_registration_at_the_calls_node_is_accepted_for_its_calls_s3_9() {
 /// `OwnerOutOfService` (R8 move here; R12 in the core's tests).
 #[tokio::test(start_paused = true)]
 async fn r13_out_of_service_events_carry_their_reason() {
-    let mut p = Pair::new("ss1", "ss3");
-    p.connect();
-    let _gws1 = client(&mut p.a, 1);
-    ask(&mut p.a, 1, Request::register_address("8003"));
-    let mut gws3 = client(&mut p.b, 1);
-    ask(&mut p.b, 1, Request::register_address("8003"));
-    p.pump();
+    let (mut p, _gws1, mut gws3) = registered_at_both("8003");
     ask(
         &mut p.a,
         1,
@@ -528,14 +537,7 @@ async fn r13_out_of_service_events_carry_their_reason() {
         "the new owner puts it back in service: {seen:?}"
     );
 
-    let mut p = Pair::new("ss1", "ss3");
-    p.connect();
-    let _gws1 = client(&mut p.a, 1);
-    ask(&mut p.a, 1, Request::register_address("8001"));
-    let mut gws3 = client(&mut p.b, 1);
-    ask(&mut p.b, 1, Request::register_address("8001"));
-    p.pump();
-    drain(&mut gws3);
+    let (mut p, _gws1, mut gws3) = registered_at_both("8001");
     p.cut();
     let oos = drain(&mut gws3)
         .into_iter()
