@@ -735,3 +735,127 @@ fn free_port() -> u16 {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.local_addr().unwrap().port()
 }
+
+/// Heartbeat packets the calls of `sim` received so far.
+async fn media_received(sim: &softphone_sim::Swarm) -> u64 {
+    let state = sim.state().await;
+    state["calls"]
+        .as_array()
+        .map(|calls| {
+            calls
+                .iter()
+                .filter_map(|c| c["media"]["received"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until the media `sim` received passes `after`; returns the new count.
+async fn media_flows(
+    node: &sipserver_mock::SipNode,
+    sim: &softphone_sim::Swarm,
+    after: u64,
+) -> u64 {
+    let what = format!("media beyond {after} packets at {}", sim.name());
+    drlab_tests::cluster::eventually(node, &what, || async { media_received(sim).await > after })
+        .await;
+    media_received(sim).await
+}
+
+/// R4 "calls are never released": a PSTN agent in a call (media heartbeat between the caller
+/// and the gateway, both softphone-sim) loses the T-Lib client that logged it in (`mode`:
+/// reject = RST, drop = silent loss found by ADDP). The agent is logged out; the call and its
+/// media go on; the caller's BYE then ends it normally.
+async fn r4_disconnect_during_a_call_keeps_the_call(mode: netfault::FaultMode, dn: &str) {
+    use softphone_sim::{CallPlan, PhoneConfig, Swarm};
+    let gateway =
+        Swarm::start(PhoneConfig::gateway("127.0.0.1:0".parse().unwrap()).with_fast_timers())
+            .await
+            .expect("gateway starts");
+    let gw = gateway.sip_addr();
+    let node = start_node("ss1", |c| c.pstn_gateway = Some(gw)).await;
+    let faults = Faults::new();
+    let (client, mut events) = tlib_client(&node, &faults, "tlib:gws1-ss1").await;
+    request(&client, Request::register_address(dn)).await;
+    request(&client, agent_login(dn)).await;
+    let mut caller_cfg = PhoneConfig::caller("127.0.0.1".parse().unwrap()).with_fast_timers();
+    caller_cfg.media.timeout = Duration::from_secs(60);
+    let caller = Swarm::start(caller_cfg).await.expect("caller starts");
+    let placed = {
+        let (caller, plan) = (
+            caller.clone(),
+            CallPlan::new(dn, node.sip_addr()).hold(Duration::from_secs(120)),
+        );
+        tokio::spawn(async move { caller.place_call(plan).await })
+    };
+    expect_event(&mut events, MessageName::EventEstablished).await;
+    let media = media_flows(&node, &gateway, 0).await;
+
+    faults
+        .add(netfault::FaultRule::new("tlib:*", mode))
+        .expect("a valid fault rule");
+    let logout = drlab_tests::cluster::wait_journal(&node, "agent.logout", |d| d["dn"] == dn).await;
+    assert_eq!(
+        logout["rule"], "R4",
+        "R4: the agent is logged out: {logout}"
+    );
+    let media = media_flows(&node, &gateway, media).await;
+    media_flows(&node, &caller, 0).await;
+    let calls = state(&node).await["calls"].as_array().map(Vec::len);
+    assert_eq!(
+        calls,
+        Some(1),
+        "R4: the call is not released by the disconnect"
+    );
+    assert!(
+        drlab_tests::cluster::journal_details(&node, "call.released").is_empty(),
+        "R4: calls are never released by a disconnect"
+    );
+
+    assert_eq!(caller.hang_up(dn).await.expect("caller runs"), 1);
+    let report = placed.await.expect("call task").expect("call placed");
+    assert!(report.established, "{report:?}");
+    let released =
+        drlab_tests::cluster::wait_journal(&node, "call.released", |d| d["dn"] == dn).await;
+    assert_eq!(released["outcome"], "completed", "{released}");
+    assert!(media > 0);
+}
+
+#[tokio::test]
+async fn r4_rst_of_the_login_client_during_a_call_keeps_the_call_and_media() {
+    r4_disconnect_during_a_call_keeps_the_call(netfault::FaultMode::Reject, "8021").await;
+}
+
+#[tokio::test]
+async fn r4_silent_loss_of_the_login_client_during_a_call_keeps_the_call_and_media() {
+    r4_disconnect_during_a_call_keeps_the_call(netfault::FaultMode::Drop, "8022").await;
+}
+
+/// R5's option: with `agent_emu_login_on_call = true` a login during a call goes through.
+#[tokio::test]
+async fn r5_agent_emu_login_on_call_lets_the_login_through_during_a_call() {
+    let node = start_node("ss1", |c| c.options.agent_emu_login_on_call = true).await;
+    let phone = TestPhone::bind().await.unwrap();
+    phone.set_answer(AnswerMode::Auto);
+    assert_eq!(
+        phone.register(node.sip_addr(), "7023", 300).await.unwrap(),
+        200
+    );
+    let (client, mut events) = tlib_client(&node, &Faults::new(), "tlib:gws1-ss1").await;
+    request(&client, Request::register_address("7023")).await;
+    let caller = TestCaller::bind().await.unwrap();
+    let mut call = caller
+        .invite(node.sip_addr(), "7023", "5550023")
+        .await
+        .unwrap();
+    call.wait_for_status(200, WAIT).await.unwrap();
+    expect_event(&mut events, MessageName::EventEstablished).await;
+    let login = request(&client, agent_login("7023")).await;
+    assert_eq!(
+        login.name,
+        MessageName::EventAgentLogin,
+        "R5 with agent_emu_login_on_call: {login:?}"
+    );
+    assert_eq!(call.hang_up().await.unwrap(), 200);
+    expect_event(&mut events, MessageName::EventReleased).await;
+}

@@ -638,3 +638,66 @@ async fn r11_calls_in_the_cut_dc_lose_events_and_control_then_resync_on_heal() {
         .unwrap();
     lab.shutdown().await;
 }
+
+/// R10 with a call on the cut-off side (S3.9): 8115 is owned by ss1 (its desktop through
+/// "gws1"), its call arrived at ss3. With the TC layer cut, the desktop reconnecting through
+/// DC2 registers 8115 at ss3: accepted for the call that lives there, which is reported (R6,
+/// `EventDNOutOfService` says `OwnerUnreachable`, R13) and released from there (3pcc back), while
+/// the login is refused (EventError 58).
+#[tokio::test]
+async fn r10_s3_9_registration_at_the_calls_node_gets_3pcc_back_during_the_cut() {
+    let gateway = TestPhone::bind().await.unwrap();
+    gateway.set_answer(AnswerMode::Auto);
+    let lab = start_lab_with_gateway(gateway.local_addr()).await;
+    let (gws1, mut ev1) = client_at(&lab, "ss1", "gws1").await;
+    request(&gws1, Request::register_address("8115")).await;
+    request(&gws1, agent_login("8115")).await;
+    wait_owner_everywhere(&lab, "8115", Some("ss1")).await;
+    let caller = TestCaller::bind().await.unwrap();
+    let mut call = caller
+        .invite(node(&lab, "ss3").sip_addr(), "8115", "5550115")
+        .await
+        .unwrap();
+    call.wait_for_status(200, WAIT).await.unwrap();
+    let conn = expect_event(&mut ev1, MessageName::EventEstablished)
+        .await
+        .attrs
+        .conn_id
+        .unwrap();
+
+    cut_dcs(&lab, FaultMode::Drop);
+    wait_dcs_split(&lab).await;
+    let (gws3, mut ev3) = client_at(&lab, "ss3", "gws3").await;
+    let registered = request(&gws3, Request::register_address("8115")).await;
+    assert_eq!(
+        registered.name,
+        MessageName::EventRegistered,
+        "R10: accepted for the call on ss3: {registered:?}"
+    );
+    assert_eq!(
+        extension(&registered, "DNStatus"),
+        Some(&json!("OutOfService"))
+    );
+    expect_call_event(&mut ev3, MessageName::EventEstablished, conn).await;
+    let oos = expect_event(&mut ev3, MessageName::EventDNOutOfService).await;
+    assert_eq!(
+        extension(&oos, "OutOfServiceReason"),
+        Some(&json!("OwnerUnreachable")),
+        "R13"
+    );
+    let refused = request(&gws3, agent_login("8115")).await;
+    assert_eq!(
+        refused.attrs.error_code,
+        Some(error_code::OUT_OF_SERVICE),
+        "R10"
+    );
+
+    let released = request(&gws3, release("8115", conn)).await;
+    assert_eq!(released.name, MessageName::EventReleased, "{released:?}");
+    call.wait_for(|e| matches!(e, CallerEvent::Bye), WAIT)
+        .await
+        .unwrap();
+    assert!(journal_details(node(&lab, "ss3"), "call.cleared_locally").is_empty());
+    heal_dcs(&lab);
+    lab.shutdown().await;
+}

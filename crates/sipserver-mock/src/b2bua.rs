@@ -188,6 +188,7 @@ impl NodeCore {
             }
         };
         let ani = fields::from_user(req).unwrap_or_default();
+        let calling_dn = self.internal_caller(&ani, &dn);
         let remote_target = fields::contact_uri(req)
             .ok()
             .flatten()
@@ -230,7 +231,12 @@ impl NodeCore {
             dn: dn.as_str().into(),
             ani: ani.clone(),
             dnis: dn.clone(),
-            call_type: CallType::Inbound,
+            call_type: if calling_dn.is_some() {
+                CallType::Internal
+            } else {
+                CallType::Inbound
+            },
+            calling_dn: calling_dn.clone(),
             origin: Origin::Inbound,
             phase: CallPhase::Offering,
             a: ALeg {
@@ -298,8 +304,45 @@ impl NodeCore {
         );
         self.calls.insert(conn_id, call);
         self.metrics.calls_active.set(self.calls.len() as i64);
+        if let Some(caller) = calling_dn {
+            self.report_dialing(conn_id, &caller, &dn, None, now);
+        }
         self.send_out(conn_id, OutKind::Invite, b_branch, bytes, dest, now);
         None
+    }
+
+    /// The calling DN when a registered phone dialled this call (an internal call); None for
+    /// any other caller (the PSTN, an unregistered number).
+    fn internal_caller(&self, ani: &str, dn: &str) -> Option<Box<str>> {
+        let phone = self
+            .plan
+            .lookup(ani)
+            .is_some_and(|i| i.kind == DnKind::Softphone);
+        let registered =
+            self.registrar.binding(ani).is_some() || self.remote_contact(ani).is_some();
+        (phone && registered && ani != dn).then(|| ani.into())
+    }
+
+    /// The calling DN's side of a call begins: `EventDialing` to its clients (a
+    /// `RequestMakeCall`, or a phone that dialled an internal call).
+    fn report_dialing(
+        &mut self,
+        conn_id: ConnId,
+        dn: &str,
+        destination: &str,
+        requester: Option<(ClientId, Option<u32>)>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(&conn_id) else {
+            return;
+        };
+        let dialing = event::dialing(None, &call.info_for(dn, Some(CallState::Ok)));
+        self.dns.entry(dn.into()).or_default().calls.push(conn_id);
+        self.journal.record(
+            "call.dialing",
+            json!({ "conn_id": conn_id.to_string(), "dn": dn, "destination": destination }),
+        );
+        self.publish_call_event(dn, conn_id, dialing, requester, None, now);
     }
 
     /// Sends a request of a call and keeps it for retransmission until answered.
@@ -667,7 +710,11 @@ impl NodeCore {
         call.phase = CallPhase::Established;
         call.answered_at = Some(now);
         call.reported = true;
-        let (dn, info) = (call.dn.clone(), call.info(Some(CallState::Ok)));
+        let dn = call.dn.clone();
+        let parties: Vec<(Box<str>, tlib::CallInfo)> = call
+            .parties()
+            .map(|p| (p.into(), call.info_for(p, Some(CallState::Ok))))
+            .collect();
         self.metrics.calls_answered.inc();
         if !self.config.call_audit_interval.is_zero() {
             let at = now + self.config.call_audit_interval;
@@ -677,9 +724,11 @@ impl NodeCore {
             "call.established",
             json!({ "conn_id": conn_id.to_string(), "dn": &*dn }),
         );
-        let mut established = event::established(None, &info);
-        established.attrs.extensions = Some(self.wrap_up_extensions());
-        self.publish_call_event(&dn, conn_id, established, None, None, now);
+        for (party, info) in parties {
+            let mut established = event::established(None, &info);
+            established.attrs.extensions = Some(self.wrap_up_extensions());
+            self.publish_call_event(&party, conn_id, established, None, None, now);
+        }
     }
 
     /// `RequestMakeCall` (RFC 3725 flow I): INVITE the agent's phone without an offer; when it
@@ -719,6 +768,7 @@ impl NodeCore {
             } else {
                 CallType::Outbound
             },
+            calling_dn: None,
             origin: Origin::MakeCall,
             phase: CallPhase::Offering,
             a: ALeg {
@@ -763,17 +813,12 @@ impl NodeCore {
             &call.uuid,
             None,
         );
-        let dialing = event::dialing(None, &call.info(Some(CallState::Ok)));
         self.dialogs.insert(a_call_id, (conn_id, Side::A));
         self.dialogs.insert(b_call_id, (conn_id, Side::B));
-        self.dns.entry(dn.into()).or_default().calls.push(conn_id);
-        self.journal.record(
-            "call.dialing",
-            json!({ "conn_id": conn_id.to_string(), "dn": dn, "destination": destination }),
-        );
         self.calls.insert(conn_id, call);
         self.metrics.calls_active.set(self.calls.len() as i64);
-        self.publish_call_event(dn, conn_id, dialing, Some((client, reference)), None, now);
+        let requester = Some((client, reference));
+        self.report_dialing(conn_id, dn, destination, requester, now);
         self.send_out(conn_id, OutKind::Invite, b_branch, bytes, phone, now);
         Ok(())
     }
@@ -1093,16 +1138,36 @@ impl NodeCore {
         requester: Option<(ClientId, Option<u32>)>,
         now: Instant,
     ) {
+        self.release_for(conn, outcome, requester, false, now)
+    }
+
+    /// [`Self::release`], the requester's answer on the calling DN's side of an internal call
+    /// when `by_calling_party`.
+    fn release_for(
+        &mut self,
+        conn: ConnId,
+        outcome: Outcome,
+        requester: Option<(ClientId, Option<u32>)>,
+        by_calling_party: bool,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.remove(&conn) else {
             return;
+        };
+        let (requester, calling_requester) = if by_calling_party {
+            (None, requester)
+        } else {
+            (requester, None)
         };
         self.dialogs.remove(&call.a.call_id);
         self.dialogs.remove(&call.b.call_id);
         self.metrics.calls_active.set(self.calls.len() as i64);
         self.metrics.call_outcome(outcome.as_str());
         let dn = call.dn.clone();
-        if let Some(state) = self.dns.get_mut(&dn) {
-            state.calls.retain(|c| *c != conn);
+        for party in call.parties() {
+            if let Some(state) = self.dns.get_mut(party) {
+                state.calls.retain(|c| *c != conn);
+            }
         }
         self.journal.record(
             "call.released",
@@ -1113,8 +1178,18 @@ impl NodeCore {
         if call.reported {
             let released = event::released(None, &call.info(Some(CallState::Ok)));
             self.publish_call_event(&dn, conn, released, requester, Some(answered), now);
-        } else if answered {
-            self.start_acw(&dn, now);
+        } else {
+            if answered {
+                self.start_acw(&dn, now);
+            }
+            // The call no longer keeps the DN at its owner (R8).
+            self.consider_move(&dn, now);
+        }
+        if let Some(caller) = call.calling_dn.as_deref() {
+            let released = event::released(None, &call.info_for(caller, Some(CallState::Ok)));
+            let requester = calling_requester;
+            self.publish_call_event(caller, conn, released, requester, Some(answered), now);
+            self.forget_if_idle(caller);
         }
         self.forget_if_idle(&dn);
     }
@@ -1233,7 +1308,7 @@ impl NodeCore {
         let mut reports: Vec<tlib::Message> = conns
             .iter()
             .filter_map(|conn| self.calls.get(conn))
-            .map(|call| call.current_event())
+            .map(|call| call.current_event(dn))
             .collect();
         if let Some(c) = self.dns.get(dn).and_then(|s| s.cluster.as_ref()) {
             reports.extend(
@@ -1246,6 +1321,23 @@ impl NodeCore {
         for msg in reports {
             self.send(client, msg);
         }
+    }
+
+    /// A call whose phone leg belongs to `dn` (answer and hold NOTIFY the called phone, so the
+    /// calling DN of an internal call cannot ask for them).
+    fn phone_call_of(&self, dn: &str, conn: ConnId) -> Result<ConnId, Refusal> {
+        let conn = self.call_of(dn, conn)?;
+        if self
+            .calls
+            .get(&conn)
+            .is_some_and(|c| c.is_calling_party(dn))
+        {
+            return Err(Refusal::new(
+                tlib::error_code::CTL_INV_CALL_STATE,
+                format!("DN {dn} is the calling party of call {conn}: only release is supported"),
+            ));
+        }
+        Ok(conn)
     }
 
     /// The DN's call with `conn` (3pcc requests must name a call of the DN).
@@ -1268,7 +1360,7 @@ impl NodeCore {
         conn: ConnId,
         now: Instant,
     ) -> Result<(), Refusal> {
-        let conn = self.call_of(dn, conn)?;
+        let conn = self.phone_call_of(dn, conn)?;
         let phase = self.calls.get(&conn).map(|c| c.phase);
         if phase != Some(CallPhase::Ringing) {
             return Err(Refusal::new(
@@ -1300,7 +1392,18 @@ impl NodeCore {
             self.send_a_final(key, source, terminated, now);
             self.cancel_b(conn, now);
         }
-        self.release(conn, Outcome::Released3pcc, Some((client, reference)), now);
+        let by_calling_party = self
+            .calls
+            .get(&conn)
+            .is_some_and(|c| c.is_calling_party(dn));
+        let requester = Some((client, reference));
+        self.release_for(
+            conn,
+            Outcome::Released3pcc,
+            requester,
+            by_calling_party,
+            now,
+        );
         Ok(())
     }
 
@@ -1314,7 +1417,7 @@ impl NodeCore {
         hold: bool,
         now: Instant,
     ) -> Result<(), Refusal> {
-        let conn = self.call_of(dn, conn)?;
+        let conn = self.phone_call_of(dn, conn)?;
         let phase = self.calls.get(&conn).map(|c| c.phase);
         let (from, to, event_name, name) = if hold {
             (

@@ -88,8 +88,13 @@ pub struct BLeg {
 pub struct Call {
     pub conn_id: ConnId,
     pub uuid: String,
-    /// The agent DN the call is for.
+    /// The agent DN the call is for: the called DN of an inbound call, the calling DN of a
+    /// `RequestMakeCall`.
     pub dn: Box<str>,
+    /// An internal call dialled by a registered phone: the calling DN, which gets the caller's
+    /// side of the call (`EventDialing`, `EventEstablished`, `EventReleased`) with the same
+    /// ConnID.
+    pub calling_dn: Option<Box<str>>,
     pub ani: String,
     pub dnis: String,
     pub call_type: CallType,
@@ -104,18 +109,31 @@ pub struct Call {
 }
 
 impl Call {
-    /// The attributes every T-Event of this call carries.
-    /// The event that tells a client the call's current state (R6, and the TC layer's calls
-    /// snapshot).
-    pub fn current_event(&self) -> Message {
+    /// The DNs whose clients hear of the call: its DN, and the calling DN of an internal call.
+    pub fn parties(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&*self.dn).chain(self.calling_dn.as_deref())
+    }
+
+    /// Whether `dn` is the calling party's DN of an internal call.
+    pub fn is_calling_party(&self, dn: &str) -> bool {
+        self.calling_dn.as_deref() == Some(dn)
+    }
+
+    /// The event that tells a client of `dn` the call's current state (R6, and the TC layer's
+    /// calls snapshot).
+    pub fn current_event(&self, dn: &str) -> Message {
         let name = match self.phase {
+            CallPhase::Offering | CallPhase::Ringing if self.is_calling_party(dn) => {
+                MessageName::EventDialing
+            }
             CallPhase::Offering | CallPhase::Ringing => MessageName::EventRinging,
             CallPhase::Held => MessageName::EventHeld,
             CallPhase::Established | CallPhase::Releasing => MessageName::EventEstablished,
         };
-        event::call_event(name, None, &self.info(Some(CallState::Ok)))
+        event::call_event(name, None, &self.info_for(dn, Some(CallState::Ok)))
     }
 
+    /// The attributes every T-Event of this call carries, for the call's DN.
     pub fn info(&self, state: Option<CallState>) -> CallInfo {
         CallInfo {
             conn_id: self.conn_id,
@@ -128,6 +146,17 @@ impl Call {
             call_state: state,
             user_data: None,
         }
+    }
+
+    /// The attributes for the events of party `dn`: the calling DN of an internal call sees
+    /// the called DN as the other party.
+    pub fn info_for(&self, dn: &str, state: Option<CallState>) -> CallInfo {
+        let mut info = self.info(state);
+        if self.is_calling_party(dn) {
+            info.this_dn = dn.to_string();
+            info.other_dn = Some(self.dn.to_string());
+        }
+        info
     }
 
     /// A request inside the A leg (`local_to` is the node's side, `remote_from` the far party's);

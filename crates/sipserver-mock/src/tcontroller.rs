@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::agent::{self, AgentStatus, ClientId, Refusal};
-use crate::cluster::is_relayed;
+use crate::cluster::{is_relayed, out_of_service_event, OutOfServiceReason};
 use crate::core::{Client, ClientOrigin, NodeCore};
 use crate::dn::DnKind;
 
@@ -277,7 +277,8 @@ impl NodeCore {
             );
             self.broadcast_dn(dn, event::dn_back_in_service(dn));
         } else if !self.in_service(dn, kind) {
-            self.send(id, event::dn_out_of_service(dn));
+            let reason = OutOfServiceReason::OwnerOutOfService;
+            self.send(id, out_of_service_event(dn, reason));
         }
         Ok(())
     }
@@ -318,13 +319,14 @@ impl NodeCore {
         let kind = self.plan.lookup(dn).map(|i| i.kind);
         let last_gone = self.dns.get(dn).is_some_and(|s| s.clients.is_empty());
         if kind == Some(DnKind::Pstn) && last_gone && self.owns(dn) {
-            // The last desktop registration is gone: a PSTN DN goes out of service and its
-            // ownership lapses (a registration elsewhere asks for it under R8 instead).
+            // The last desktop registration is gone: a PSTN DN goes out of service. Its
+            // ownership lapses, or moves to a node that asked for it (R8), but only once the DN
+            // has no call and no ACW.
             self.journal.record(
                 "dn.out_of_service",
                 json!({ "dn": dn, "cause": "no_tlib_registration" }),
             );
-            self.give_up_ownership(dn, None, "no_tlib_registration");
+            self.last_registration_gone(dn, "no_tlib_registration", Instant::now());
         }
         self.sync_move_request(dn);
         self.forget_if_idle(dn);

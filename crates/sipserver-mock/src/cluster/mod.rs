@@ -82,6 +82,35 @@ pub struct RemoteCall {
     pub reachable: bool,
 }
 
+/// Why a node reports a DN out of service: `OutOfServiceReason` in the Extensions of
+/// `EventDNOutOfService`, so a GWS node can tell R13's two cases apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutOfServiceReason {
+    /// The owner itself took the DN out of service: the registration expired or was removed
+    /// (R12), or ownership moved away (R8). The agent is logged out for good.
+    OwnerOutOfService,
+    /// This node lost its TC link to the owner (R10); the DN may well be in service there.
+    OwnerUnreachable,
+}
+
+impl OutOfServiceReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutOfServiceReason::OwnerOutOfService => "OwnerOutOfService",
+            OutOfServiceReason::OwnerUnreachable => "OwnerUnreachable",
+        }
+    }
+}
+
+/// `EventDNOutOfService` saying why (R13).
+pub fn out_of_service_event(dn: &str, reason: OutOfServiceReason) -> Message {
+    let mut msg = event::dn_out_of_service(dn);
+    let mut ext = tlib::KvList::new();
+    ext.insert("OutOfServiceReason".into(), json!(reason.as_str()));
+    msg.attrs.extensions = Some(ext);
+    msg
+}
+
 /// How ownership records rank: highest epoch, then a claim over a release, then the lower name.
 pub(super) fn precedence(epoch: u64, owner: Option<&str>) -> (u64, bool, Reverse<&str>) {
     (epoch, owner.is_some(), Reverse(owner.unwrap_or("")))
@@ -364,23 +393,14 @@ impl NodeCore {
         if self.owns(dn) {
             self.service_event(dn, false, "sip_unregistered");
             self.logout_agent(dn, "dn_out_of_service", "R12");
-            let has_candidate = self
-                .dns
-                .get(dn)
-                .and_then(|s| s.cluster.as_ref())
-                .is_some_and(|c| !c.move_candidates.is_empty());
-            if has_candidate {
-                self.consider_move(dn, now);
-            } else {
-                self.give_up_ownership(dn, None, "sip_unregistered");
-            }
+            self.last_registration_gone(dn, "sip_unregistered", now);
         } else {
             self.sync_move_request(dn);
         }
         self.forget_if_idle(dn);
     }
 
-    /// Journals a DN going in or out of service here and tells its clients.
+    /// Journals a DN going in or out of service here (the owner) and tells its clients.
     pub(crate) fn service_event(&mut self, dn: &str, in_service: bool, cause: &str) {
         if in_service {
             self.journal.record(
@@ -391,7 +411,8 @@ impl NodeCore {
         } else {
             self.journal
                 .record("dn.out_of_service", json!({ "dn": dn, "cause": cause }));
-            self.broadcast_dn(dn, event::dn_out_of_service(dn));
+            let msg = out_of_service_event(dn, OutOfServiceReason::OwnerOutOfService);
+            self.broadcast_dn(dn, msg);
         }
     }
 }

@@ -41,12 +41,30 @@ impl NodeCore {
         }
     }
 
-    /// R8 at the owner: starts the move when every condition holds, cancels it when one stops.
+    /// The DN's last registration at its owner (this node) is gone: a T-Lib client unregistered
+    /// or vanished (R4), or the phone's binding expired or was removed (R12). With a call or ACW
+    /// on the DN the owner keeps it, whatever happens to its registrations: a registration
+    /// elsewhere meanwhile is remote (R2) and its login is refused (R5). Once the call and ACW
+    /// are over the DN moves to a node that asked for it (R8) or, with no registration left
+    /// anywhere, is released ([`Self::consider_move`]).
+    pub(crate) fn last_registration_gone(&mut self, dn: &str, cause: &str, now: Instant) {
+        if let Some(busy) = self.busy_for_login(dn) {
+            self.journal.record(
+                "ownership.kept",
+                json!({ "dn": dn, "cause": cause, "reason": busy.text, "rule": "R8" }),
+            );
+        }
+        self.consider_move(dn, now);
+    }
+
+    /// R8 at the owner: starts the move when every condition holds, cancels it when one stops;
+    /// releases a DN nothing holds here any more once it has no call and no ACW.
     pub(crate) fn consider_move(&mut self, dn: &str, now: Instant) {
         if !self.owns(dn) {
             return;
         }
         let blocker = self.move_blocker(dn);
+        let release = blocker.is_err() && self.unheld_and_idle(dn);
         let Some(state) = self.dns.get_mut(dn) else {
             return;
         };
@@ -82,6 +100,20 @@ impl NodeCore {
             }
             _ => {}
         }
+        if release {
+            self.give_up_ownership(dn, None, "no_registration");
+        }
+    }
+
+    /// Nothing registers `dn` here (no T-Lib client of a PSTN DN, no binding of a softphone DN)
+    /// and it has no call and no ACW: the owner lets it go.
+    fn unheld_and_idle(&self, dn: &str) -> bool {
+        let held = match self.plan.lookup(dn).map(|i| i.kind) {
+            Some(DnKind::Softphone) => self.registrar.binding(dn).is_some(),
+            Some(DnKind::Pstn) => self.dns.get(dn).is_some_and(|s| !s.clients.is_empty()),
+            None => true,
+        };
+        !held && self.busy_for_login(dn).is_none()
     }
 
     /// The node to move `dn` to, or what keeps it here.
@@ -119,6 +151,9 @@ impl NodeCore {
                 // Even an agent that logged in through the new owner meanwhile is logged out:
                 // that is why agents may have to log on twice.
                 self.logout_agent(dn, "ownership_move", "R8");
+                // The DN leaves this node: its clients here (remote registrations of other
+                // nodes) hear it go out of service; they get it back from the new owner.
+                self.service_event(dn, false, "ownership_move");
                 self.metrics.ownership_moves.inc();
                 self.give_up_ownership(dn, Some(to), "ownership_move");
             }

@@ -11,7 +11,7 @@ use crate::agent::{ClientId, Refusal};
 use crate::core::{ClientOrigin, NodeCore};
 use crate::tc::{RemoteClient, TcMessage};
 
-use super::RemoteCall;
+use super::{out_of_service_event, OutOfServiceReason, RemoteCall};
 
 /// A relayed request passes through at most this many nodes (views that disagree for a moment
 /// must not bounce a request forever).
@@ -65,7 +65,24 @@ impl NodeCore {
             return true;
         }
         let dn = dn.to_string();
+        let local_calls = self
+            .dns
+            .get(dn.as_str())
+            .is_some_and(|s| !s.calls.is_empty());
         match request {
+            // R10: the calls that live here stay under this node's control (S3.9).
+            Request::RegisterAddress { .. } if local_calls => {
+                self.register_for_local_calls(id, reference, &dn, &owner);
+            }
+            Request::AnswerCall { conn_id, .. }
+            | Request::ReleaseCall { conn_id, .. }
+            | Request::ClearCall { conn_id, .. }
+            | Request::HoldCall { conn_id, .. }
+            | Request::RetrieveCall { conn_id, .. }
+                if self.calls.contains_key(conn_id) =>
+            {
+                return false;
+            }
             Request::UnregisterAddress { .. }
                 if self
                     .dns
@@ -95,6 +112,38 @@ impl NodeCore {
             }
         }
         true
+    }
+
+    /// R10: a registration of `dn` while its owner is unreachable, accepted because calls of
+    /// the DN live here: the client gets them (R6) and controls them, while the DN stays out of
+    /// service for agent state (a login is refused). On heal the registration goes to the owner
+    /// like any other (`owner_lost`).
+    fn register_for_local_calls(
+        &mut self,
+        id: ClientId,
+        reference: Option<u32>,
+        dn: &str,
+        owner: &str,
+    ) {
+        let state = self.dns.entry(dn.into()).or_default();
+        state.clients.insert(id);
+        state.cluster_mut().owner_lost = true;
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.dns.insert(dn.into());
+        }
+        self.journal.record(
+            "tlib.registered",
+            json!({ "client": id, "dn": dn, "owner_unreachable": owner, "rule": "R10" }),
+        );
+        let mut reply = event::registered(reference, dn);
+        let mut ext = tlib::KvList::new();
+        ext.insert("DNStatus".into(), json!("OutOfService"));
+        ext.insert("Owner".into(), json!(owner));
+        reply.attrs.extensions = Some(ext);
+        self.send(id, reply);
+        self.report_calls(id, dn);
+        let reason = OutOfServiceReason::OwnerUnreachable;
+        self.send(id, out_of_service_event(dn, reason));
     }
 
     /// Peers drop whatever client `id` did through them.
@@ -218,25 +267,29 @@ impl NodeCore {
                     }) if *node == owner => Some((*client, reference)),
                     _ => None,
                 });
-                if let (Some((id, reference)), None) = (requester, relayed) {
-                    self.send(id, msg.clone().with_reference_id(reference));
-                }
-                let name = msg.name.as_str().to_string();
+                let local_requester = requester.filter(|_| relayed.is_none());
                 let delivered = self.send_tc(
                     &owner,
                     TcMessage::CallEvent {
                         dn: dn.into(),
                         conn_id: conn,
-                        event: msg,
+                        event: msg.clone(),
                         requester: relayed,
                         ended,
                     },
                 );
-                if !delivered {
+                if delivered {
+                    if let Some((id, reference)) = local_requester {
+                        self.send(id, msg.with_reference_id(reference));
+                    }
+                } else {
                     self.journal.record(
                         "call.event_lost",
-                        json!({ "dn": dn, "conn_id": conn.to_string(), "event": name, "owner": &*owner, "rule": "R11" }),
+                        json!({ "dn": dn, "conn_id": conn.to_string(), "event": msg.name.as_str(), "owner": &*owner, "rule": "R11" }),
                     );
+                    // R10: clients that registered the DN here still see the calls that live
+                    // here (they are the only ones that can).
+                    self.deliver_call_event(dn, msg, local_requester);
                 }
             }
             None => {

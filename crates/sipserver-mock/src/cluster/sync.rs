@@ -14,7 +14,7 @@ use crate::core::{NodeCore, TcLink};
 use crate::tc::{self, CallReport, OwnedDn, PhoneContact, TcMessage};
 
 use super::relay::released_event;
-use super::{is_relayed, precedence, RemoteCall};
+use super::{is_relayed, out_of_service_event, precedence, OutOfServiceReason, RemoteCall};
 
 /// DNs per ownership-snapshot frame and calls per calls-snapshot frame (frames stay far below
 /// the 1 MiB limit).
@@ -166,6 +166,10 @@ impl NodeCore {
             if to_me {
                 // Handed over to us (R8): claim it with our own contact.
                 self.take_ownership(dn, "handover");
+                let kind = self.plan.lookup(dn).map(|i| i.kind);
+                if kind.is_some_and(|k| self.in_service(dn, k)) {
+                    self.service_event(dn, true, "handover");
+                }
             } else if mine {
                 self.service_event(dn, false, "ownership_lost");
             }
@@ -278,11 +282,14 @@ impl NodeCore {
         let calls: Vec<CallReport> = self
             .calls
             .values()
-            .filter(|c| c.reported)
-            .map(|c| CallReport {
-                dn: c.dn.to_string(),
-                conn_id: c.conn_id,
-                event: c.current_event(),
+            .flat_map(|c| {
+                c.parties()
+                    .filter(|dn| c.reported || c.is_calling_party(dn))
+                    .map(|dn| CallReport {
+                        dn: dn.to_string(),
+                        conn_id: c.conn_id,
+                        event: c.current_event(dn),
+                    })
             })
             .collect();
         self.send_in_parts(peer, calls, SNAPSHOT_CALLS, |calls, done| {
@@ -392,7 +399,10 @@ impl NodeCore {
             json!({ "dn": dn, "owner": owner, "clients": local.len(), "rule": "R10" }),
         );
         for id in local {
-            self.send(id, event::dn_out_of_service(dn));
+            self.send(
+                id,
+                out_of_service_event(dn, OutOfServiceReason::OwnerUnreachable),
+            );
             if let Some(agent_id) = &agent {
                 self.send(id, event::agent_logout(None, dn, agent_id.as_deref()));
             }

@@ -1,29 +1,16 @@
 //! Two node cores joined by in-memory TC links, driven without sockets on the paused clock.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use nodekit::Journal;
-use tlib::{MessageName, Request};
+use tlib::{error_code, AgentWorkMode, MessageName, Request};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::precedence;
 use crate::config::NodeConfig;
-use crate::core::tests::{ask, client, names};
+use crate::core::tests::{answered_call, ask, caller_hangs_up, client, core_with, drain, names};
 use crate::core::NodeCore;
-use crate::metrics::NodeMetrics;
 use crate::tc::TcMessage;
-
-fn core(name: &str) -> NodeCore {
-    let config = NodeConfig::new(name, "dc", "127.0.0.1".parse().unwrap()).with_fast_timers();
-    NodeCore::new(
-        Arc::new(config),
-        Journal::new(name, 10_000),
-        Arc::new(NodeMetrics::new(name)),
-    )
-    .unwrap()
-}
 
 /// Two cores and the frames each queued for the other.
 struct Pair {
@@ -36,9 +23,14 @@ struct Pair {
 
 impl Pair {
     fn new(a: &str, b: &str) -> Pair {
+        Pair::with(a, b, |_| {})
+    }
+
+    /// Two cores with the same tuning of their configuration.
+    fn with(a: &str, b: &str, tune: impl Fn(&mut NodeConfig)) -> Pair {
         Pair {
-            a: core(a),
-            b: core(b),
+            a: core_with(a, &tune),
+            b: core_with(b, &tune),
             to_b: None,
             to_a: None,
             link: 0,
@@ -172,15 +164,30 @@ async fn split_brain_resolves_to_the_same_owner_on_both_sides() {
     );
 }
 
-/// ss1 owns 8003 with a local client; a client at ss3 registered it too; the local one leaves.
-fn move_pending() -> Pair {
+/// ss1 owns `dn` through its client 1; client 1 of ss3 registered it too (remote, R2). Returns
+/// the pair and both clients' events (read so far).
+fn registered_at_both(
+    dn: &str,
+) -> (
+    Pair,
+    mpsc::Receiver<tlib::Message>,
+    mpsc::Receiver<tlib::Message>,
+) {
     let mut p = Pair::new("ss1", "ss3");
     p.connect();
-    let _a = client(&mut p.a, 1);
-    ask(&mut p.a, 1, Request::register_address("8003"));
-    let _b = client(&mut p.b, 1);
-    ask(&mut p.b, 1, Request::register_address("8003"));
+    let mut a = client(&mut p.a, 1);
+    ask(&mut p.a, 1, Request::register_address(dn));
+    let mut b = client(&mut p.b, 1);
+    ask(&mut p.b, 1, Request::register_address(dn));
     p.pump();
+    drain(&mut a);
+    drain(&mut b);
+    (p, a, b)
+}
+
+/// ss1 owns 8003 with a local client; a client at ss3 registered it too; the local one leaves.
+fn move_pending() -> Pair {
+    let (mut p, _a, _b) = registered_at_both("8003");
     ask(
         &mut p.a,
         1,
@@ -245,4 +252,296 @@ async fn a_forgotten_dn_is_claimed_past_its_release() {
     p.pump();
     assert_eq!(p.a.dns["8004"].epoch, 3);
     assert_eq!(owner(&p.b, "8004").as_deref(), Some("ss1"));
+}
+
+fn login(dn: &str) -> Request {
+    Request::AgentLogin {
+        dn: dn.into(),
+        agent_id: Some(format!("agent{dn}")),
+        password: None,
+        work_mode: AgentWorkMode::AutoIn,
+        queue: None,
+        reasons: None,
+        extensions: None,
+    }
+}
+
+/// Advances the paused clock and runs both cores' due timers, then delivers their frames.
+async fn advance(p: &mut Pair, by: Duration) {
+    tokio::time::advance(by).await;
+    p.a.on_timer(Instant::now());
+    p.b.on_timer(Instant::now());
+    p.pump();
+}
+
+/// The seed's case (S1.6, S1.8, S2.6): ss1 owns PSTN DN 8002, its only T-Lib client logged the
+/// agent in, a call to 8002 on ss1 is answered, then that client vanishes (a GWS crash).
+/// Returns the pair and the caller's Call-ID.
+fn only_registrant_lost_during_a_call(p: &mut Pair) -> String {
+    p.connect();
+    let _gws1 = client(&mut p.a, 1);
+    ask(&mut p.a, 1, Request::register_address("8002"));
+    ask(&mut p.a, 1, login("8002"));
+    p.pump();
+    let call = answered_call(&mut p.a, "8002", "5550102");
+    assert_eq!(p.a.dns["8002"].calls.len(), 1, "the call is up on ss1");
+    let epoch = p.a.dns["8002"].epoch;
+    p.a.client_gone(1, "connection reset");
+    p.pump();
+    let logout = journal_kinds(&p.a, "agent.logout");
+    assert_eq!(logout[0]["rule"], "R4", "R4: the agent is logged out");
+    assert_eq!(
+        owner(&p.a, "8002").as_deref(),
+        Some("ss1"),
+        "R8/S1.8: the owner keeps a DN with a call when its last registration goes"
+    );
+    assert_eq!(owner(&p.b, "8002").as_deref(), Some("ss1"));
+    assert_eq!(p.a.dns["8002"].epoch, epoch, "no ownership record was made");
+    assert!(journal_kinds(&p.a, "ownership.released").is_empty());
+    assert_eq!(journal_kinds(&p.a, "ownership.kept")[0]["dn"], "8002");
+    call
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_crash_of_the_only_registrant_during_a_call_keeps_the_owner_r2_r5_then_moves() {
+    let mut p = Pair::new("ss1", "ss3");
+    let call = only_registrant_lost_during_a_call(&mut p);
+
+    // R2: a registration at ss3 meanwhile is remote; R6 reports the call; R5 refuses the login.
+    let mut gws3 = client(&mut p.b, 1);
+    ask(&mut p.b, 1, Request::register_address("8002"));
+    p.pump();
+    let seen = drain(&mut gws3);
+    let registered = seen
+        .iter()
+        .find(|m| m.name == MessageName::EventRegistered)
+        .expect("EventRegistered relayed from the owner");
+    assert_eq!(
+        registered.attrs.extensions.as_ref().unwrap()["Owner"],
+        "ss1",
+        "R2: the registration at ss3 is remote"
+    );
+    assert!(
+        seen.iter().any(|m| m.name == MessageName::EventEstablished),
+        "R6: the call is reported: {seen:?}"
+    );
+    assert_eq!(owner(&p.a, "8002").as_deref(), Some("ss1"));
+    assert_eq!(journal_kinds(&p.a, "ownership.move_requested").len(), 1);
+    ask(&mut p.b, 1, login("8002"));
+    p.pump();
+    let refused = drain(&mut gws3)
+        .into_iter()
+        .find(|m| m.name == MessageName::EventError)
+        .expect("R5: the login during the call is refused");
+    assert_eq!(
+        refused.attrs.error_code,
+        Some(error_code::CTL_INV_CALL_STATE)
+    );
+    advance(&mut p, Duration::from_secs(2)).await;
+    assert_eq!(
+        owner(&p.b, "8002").as_deref(),
+        Some("ss1"),
+        "no move during the call"
+    );
+
+    // The call ends (no ACW: the agent was logged out); the agent logs in through ss3 before
+    // the delay is over, so the move logs it out first (R8: it logs on twice).
+    caller_hangs_up(&mut p.a, &call);
+    p.pump();
+    let scheduled = journal_kinds(&p.a, "ownership.move_scheduled");
+    assert_eq!(
+        (
+            scheduled[0]["to"].as_str(),
+            scheduled[0]["delay_ms"].as_u64()
+        ),
+        (Some("ss3"), Some(1000))
+    );
+    ask(&mut p.b, 1, login("8002"));
+    p.pump();
+    assert!(names(&mut gws3).contains(&MessageName::EventAgentLogin));
+    advance(&mut p, Duration::from_millis(999)).await;
+    assert_eq!(
+        owner(&p.a, "8002").as_deref(),
+        Some("ss1"),
+        "R8: the full delay"
+    );
+    advance(&mut p, Duration::from_millis(1)).await;
+    let logouts = journal_kinds(&p.a, "agent.logout");
+    assert_eq!(
+        logouts.last().unwrap()["rule"],
+        "R8",
+        "logged out before the move"
+    );
+    assert_eq!(owner(&p.a, "8002").as_deref(), Some("ss3"));
+    assert_eq!(owner(&p.b, "8002").as_deref(), Some("ss3"));
+    let seen = names(&mut gws3);
+    assert!(seen.contains(&MessageName::EventAgentLogout), "{seen:?}");
+}
+
+/// With `logout_on_disconnect = false` the agent stays logged in when its client vanishes, so
+/// the call's ACW keeps the DN too; the move follows the end of ACW and the delay.
+#[tokio::test(start_paused = true)]
+async fn r8_crash_during_a_call_then_acw_then_the_delay_then_the_move() {
+    let mut p = Pair::with("ss1", "ss3", |c| c.options.logout_on_disconnect = false);
+    p.connect();
+    let _gws1 = client(&mut p.a, 1);
+    ask(&mut p.a, 1, Request::register_address("8002"));
+    ask(&mut p.a, 1, login("8002"));
+    let call = answered_call(&mut p.a, "8002", "5550102");
+    p.a.client_gone(1, "connection reset");
+    let _gws3 = client(&mut p.b, 1);
+    ask(&mut p.b, 1, Request::register_address("8002"));
+    p.pump();
+    caller_hangs_up(&mut p.a, &call);
+    p.pump();
+    assert_eq!(journal_kinds(&p.a, "agent.acw_started").len(), 1, "R7");
+    assert!(
+        journal_kinds(&p.a, "ownership.move_scheduled").is_empty(),
+        "no move during ACW"
+    );
+    assert_eq!(owner(&p.a, "8002").as_deref(), Some("ss1"));
+    advance(&mut p, Duration::from_secs(1)).await;
+    assert_eq!(journal_kinds(&p.a, "agent.acw_ended").len(), 1);
+    assert_eq!(journal_kinds(&p.a, "ownership.move_scheduled").len(), 1);
+    assert_eq!(owner(&p.a, "8002").as_deref(), Some("ss1"));
+    advance(&mut p, Duration::from_secs(1)).await;
+    assert_eq!(journal_kinds(&p.a, "agent.logout")[0]["rule"], "R8");
+    assert_eq!(owner(&p.a, "8002").as_deref(), Some("ss3"));
+    assert_eq!(owner(&p.b, "8002").as_deref(), Some("ss3"));
+}
+
+/// No registration anywhere when the call ends: the DN is released (unowned), as it is at once
+/// without a call.
+#[tokio::test(start_paused = true)]
+async fn r8_with_no_registration_left_the_dn_is_released_after_the_call() {
+    let mut p = Pair::new("ss1", "ss3");
+    let call = only_registrant_lost_during_a_call(&mut p);
+    caller_hangs_up(&mut p.a, &call);
+    p.pump();
+    assert_eq!(journal_kinds(&p.a, "ownership.released")[0]["dn"], "8002");
+    assert_eq!(owner(&p.a, "8002"), None);
+    assert_eq!(owner(&p.b, "8002"), None);
+}
+
+fn reason(m: &tlib::Message) -> Option<&serde_json::Value> {
+    m.attrs
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("OutOfServiceReason"))
+}
+
+/// R10 with a call on the unreachable owner's peer (S3.9): ss1 owns PSTN DN 8001, the call to
+/// 8001 arrived at ss3, then the TC link is cut. A client at ss3 that registers 8001 is accepted
+/// for the call that lives there: it sees the call (R6) and releases it, while the DN stays out
+/// of service for agent state (login refused, EventError 58). A DN without such a call is
+/// refused as before.
+#[tokio::test(start_paused = true)]
+async fn r10_registration_at_the_calls_node_is_accepted_for_its_calls_s3_9() {
+    let mut p = Pair::new("ss1", "ss3");
+    p.connect();
+    let _gws1 = client(&mut p.a, 1);
+    for dn in ["8001", "8004"] {
+        ask(&mut p.a, 1, Request::register_address(dn));
+    }
+    ask(&mut p.a, 1, login("8001"));
+    p.pump();
+    let _call = answered_call(&mut p.b, "8001", "5550101");
+    p.pump();
+    p.cut();
+
+    let mut gws3 = client(&mut p.b, 1);
+    ask(&mut p.b, 1, Request::register_address("8001"));
+    let seen = drain(&mut gws3);
+    let names: Vec<MessageName> = seen.iter().map(|m| m.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            MessageName::EventRegistered,
+            MessageName::EventEstablished,
+            MessageName::EventDNOutOfService
+        ],
+        "R10/R6: accepted, the call reported, the DN out of service"
+    );
+    let ext = seen[0].attrs.extensions.as_ref().unwrap();
+    assert_eq!(
+        (&ext["DNStatus"], &ext["Owner"]),
+        (&"OutOfService".into(), &"ss1".into())
+    );
+    assert_eq!(reason(&seen[2]), Some(&"OwnerUnreachable".into()), "R13");
+    let conn_id = seen[1].attrs.conn_id.unwrap();
+
+    ask(&mut p.b, 1, login("8001"));
+    let refused = drain(&mut gws3);
+    assert_eq!(refused[0].name, MessageName::EventError);
+    assert_eq!(
+        refused[0].attrs.error_code,
+        Some(error_code::OUT_OF_SERVICE),
+        "R10"
+    );
+
+    // 3pcc: the release reaches the call's two legs.
+    ask(
+        &mut p.b,
+        1,
+        Request::ReleaseCall {
+            dn: "8001".into(),
+            conn_id,
+        },
+    );
+    let released = drain(&mut gws3);
+    assert_eq!(released[0].name, MessageName::EventReleased, "{released:?}");
+    assert_eq!(released[0].attrs.reference_id, Some(1));
+    assert!(p.b.calls.is_empty(), "the call is released on ss3");
+    let byes =
+        p.b.take_outbox()
+            .iter()
+            .filter(|(_, b)| b.starts_with(b"BYE "))
+            .count();
+    assert_eq!(byes, 2, "BYE to the caller and to the gateway");
+    assert!(journal_kinds(&p.b, "call.cleared_locally").is_empty());
+
+    // No call of 8004 here: the registration is refused (R10 as before).
+    ask(&mut p.b, 1, Request::register_address("8004"));
+    let refused = drain(&mut gws3);
+    assert_eq!(refused[0].name, MessageName::EventError, "{refused:?}");
+    assert_eq!(
+        refused[0].attrs.error_code,
+        Some(error_code::OUT_OF_SERVICE)
+    );
+}
+
+/// R13: `EventDNOutOfService` says why. A non-owner that lost the owner says
+/// `OwnerUnreachable` (R10); the owner that takes the DN out of service says
+/// `OwnerOutOfService` (R8 move here; R12 in the core's tests).
+#[tokio::test(start_paused = true)]
+async fn r13_out_of_service_events_carry_their_reason() {
+    let (mut p, _gws1, mut gws3) = registered_at_both("8003");
+    ask(
+        &mut p.a,
+        1,
+        Request::UnregisterAddress { dn: "8003".into() },
+    );
+    p.pump();
+    drain(&mut gws3);
+    advance(&mut p, Duration::from_secs(1)).await;
+    assert_eq!(owner(&p.b, "8003").as_deref(), Some("ss3"), "R8: moved");
+    let seen = drain(&mut gws3);
+    let oos = seen
+        .iter()
+        .find(|m| m.name == MessageName::EventDNOutOfService)
+        .expect("the old owner takes the DN out of service");
+    assert_eq!(reason(oos), Some(&"OwnerOutOfService".into()));
+    assert_eq!(
+        seen.last().map(|m| m.name.clone()),
+        Some(MessageName::EventDNBackInService),
+        "the new owner puts it back in service: {seen:?}"
+    );
+
+    let (mut p, _gws1, mut gws3) = registered_at_both("8001");
+    p.cut();
+    let oos = drain(&mut gws3)
+        .into_iter()
+        .find(|m| m.name == MessageName::EventDNOutOfService)
+        .expect("R10: the DN is out of service at ss3");
+    assert_eq!(reason(&oos), Some(&"OwnerUnreachable".into()));
 }
