@@ -13,8 +13,9 @@ use drlab::containers::compose::write_checked;
 use drlab::containers::docker::{daemon_available, ComposeTool};
 use drlab::containers::image::ImageBuild;
 use drlab::containers::partition::{cut, heal, rules, CutScope};
-use drlab::containers::plan::{Plan, PlanRequest, Role};
+use drlab::containers::plan::{NodeContainer, Plan, PlanRequest, Role};
 use drlab::Topology;
+use drlab_tests::cluster::up_link_peers;
 use serde_json::Value;
 
 /// How long the containers get to answer on their control planes, and the cluster to form.
@@ -88,18 +89,7 @@ impl Control {
         let events = self.get(addr, "/events?since=0&limit=1").await?;
         let seq = events["last_seq"].as_u64().unwrap_or(0);
         let state = self.get(addr, "/state").await?;
-        let mut up: Vec<String> = state["links"]
-            .as_array()
-            .map(|links| {
-                links
-                    .iter()
-                    .filter(|l| l["up"] == Value::Bool(true))
-                    .filter_map(|l| l["peer"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        up.sort();
-        Ok((up, seq))
+        Ok((up_link_peers(&state), seq))
     }
 
     /// Waits until `name`'s up TC links are exactly `want`, waking on its journal (`/events`
@@ -118,6 +108,32 @@ impl Control {
             let _ = self
                 .get(addr, &format!("/events?since={seq}&wait_ms=1000"))
                 .await;
+        }
+    }
+}
+
+/// Which TC links every SIP node should have up.
+#[derive(Clone, Copy, PartialEq)]
+enum Mesh {
+    /// To every other SIP node.
+    Full,
+    /// Only to the SIP nodes of its own DC.
+    SameDc,
+}
+
+impl Control {
+    /// Waits until every SIP node of `sip` has exactly the links `mesh` says up.
+    async fn wait_mesh(&self, sip: &[&NodeContainer], rule: &str, mesh: Mesh) {
+        for me in sip {
+            let mut want: Vec<String> = sip
+                .iter()
+                .filter(|c| c.service != me.service)
+                .filter(|c| mesh == Mesh::Full || c.network == me.network)
+                .map(|c| c.service.clone())
+                .collect();
+            want.sort();
+            let addr = me.control.expect("SIP nodes have a control plane");
+            self.wait_links(rule, &me.service, addr, &want).await;
         }
     }
 }
@@ -200,59 +216,22 @@ async fn containers_lab_forms_the_cluster_and_an_iptables_cut_in_wan_takes_tc_li
         .iter()
         .filter(|c| c.role == Role::SipNode)
         .collect();
-    let peers_of = |name: &str, same_dc_only: bool| -> Vec<String> {
-        let me = sip.iter().find(|c| c.service == name).expect("a SIP node");
-        let mut p: Vec<String> = sip
-            .iter()
-            .filter(|c| c.service != name && (!same_dc_only || c.network == me.network))
-            .map(|c| c.service.clone())
-            .collect();
-        p.sort();
-        p
-    };
-    let control_of = |c: &drlab::containers::plan::NodeContainer| {
-        c.control.expect("SIP nodes have a control plane")
-    };
-    for c in &sip {
-        let want = peers_of(&c.service, false);
-        control
-            .wait_links(
-                "TC mesh across containers",
-                &c.service,
-                control_of(c),
-                &want,
-            )
-            .await;
-    }
+    control
+        .wait_mesh(&sip, "TC mesh across containers", Mesh::Full)
+        .await;
 
     let applied = cut(&plan, "dc1", "dc2", CutScope::All)
         .unwrap_or_else(|e| panic!("iptables cut in the wan container: {e:#}"));
     assert_eq!(rules(&plan).expect("iptables -S in wan"), applied);
-    for c in &sip {
-        let want = peers_of(&c.service, true);
-        control
-            .wait_links(
-                "R10 (DC cut: TC links across go down)",
-                &c.service,
-                control_of(c),
-                &want,
-            )
-            .await;
-    }
+    control
+        .wait_mesh(&sip, "R10 (DC cut: TC links across go down)", Mesh::SameDc)
+        .await;
 
     heal(&plan).unwrap_or_else(|e| panic!("iptables flush in the wan container: {e:#}"));
     assert!(rules(&plan).expect("iptables -S in wan").is_empty());
-    for c in &sip {
-        let want = peers_of(&c.service, false);
-        control
-            .wait_links(
-                "heal: TC links come back up",
-                &c.service,
-                control_of(c),
-                &want,
-            )
-            .await;
-    }
+    control
+        .wait_mesh(&sip, "heal: TC links come back up", Mesh::Full)
+        .await;
     eprintln!(
         "containers test: done in {:.1} s",
         started.elapsed().as_secs_f64()
