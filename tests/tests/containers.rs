@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use drlab::containers::compose::write_checked;
-use drlab::containers::docker::{daemon_available, ComposeTool};
+use drlab::containers::docker::{daemon_available, docker, ComposeTool};
 use drlab::containers::image::ImageBuild;
 use drlab::containers::partition::{cut, heal, rules, CutScope};
-use drlab::containers::plan::{NodeContainer, Plan, PlanRequest, Role};
+use drlab::containers::plan::{NodeContainer, Plan, PlanRequest, Role, ROUTER};
 use drlab::Topology;
 use drlab_tests::cluster::up_link_peers;
 use serde_json::Value;
@@ -112,6 +112,32 @@ impl Control {
     }
 }
 
+/// `docker stack config` (Swarm's loader, no swarm needed) takes the generated file and keeps
+/// every node and network in it; a client without the command says so and the check is skipped.
+fn swarm_reads(plan: &Plan, dir: &Path) {
+    let file = dir.join(drlab::containers::compose::COMPOSE_FILE);
+    let file = file.to_string_lossy();
+    let out = match docker(&["stack", "config", "-c", &file]) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("containers test: Swarm check skipped, `docker stack config` failed: {e:#}");
+            return;
+        }
+    };
+    let names = plan
+        .containers
+        .iter()
+        .map(|c| c.service.as_str())
+        .chain([ROUTER])
+        .chain(plan.networks.iter().map(|n| n.docker_name.as_str()));
+    for name in names {
+        assert!(
+            out.contains(&format!("{name}:")) || out.contains(&format!("name: {name}")),
+            "docker stack config dropped `{name}`:\n{out}"
+        );
+    }
+}
+
 /// Which TC links every SIP node should have up.
 #[derive(Clone, Copy, PartialEq)]
 enum Mesh {
@@ -187,6 +213,7 @@ async fn containers_lab_forms_the_cluster_and_an_iptables_cut_in_wan_takes_tc_li
     .expect("the default topology places");
     let dir = std::env::temp_dir().join(&project);
     write_checked(&plan, &dir).unwrap_or_else(|e| panic!("drlab compose: {e:#}"));
+    swarm_reads(&plan, &dir);
     let tool = ComposeTool::detect().expect("Compose is installed");
     let _down = Down {
         tool,
