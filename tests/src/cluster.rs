@@ -62,7 +62,11 @@ where
 }
 
 pub async fn up_links(node: &SipNode) -> Vec<String> {
-    let state = node.state().await;
+    up_link_peers(&node.state().await)
+}
+
+/// The peers whose TC link a SIP node's `/state` shows up, sorted.
+pub fn up_link_peers(state: &Value) -> Vec<String> {
     let mut up: Vec<String> = state["links"]
         .as_array()
         .map(|links| {

@@ -4,11 +4,15 @@
 //! * [`topology`] — the TOML topology, with the default of docs/architecture.md §2 compiled in;
 //! * [`lab`] — starting and stopping every node of a topology;
 //! * [`fault`] — `drlab fault cut|heal` through the nodes' control planes;
-//! * [`bench`] — benchmarks that run a lab and print figures (`drlab bench cluster`).
+//! * [`bench`] — benchmarks that run a lab and print figures (`drlab bench cluster`);
+//! * [`node`] — one node of a topology (`drlab node`, what each container runs);
+//! * [`containers`] — the image, the Compose project and partitions in containers.
 
 pub mod bench;
+pub mod containers;
 pub mod fault;
 pub mod lab;
+pub mod node;
 pub mod topology;
 
 pub use lab::Lab;

@@ -1,4 +1,5 @@
-//! `drlab up`, `drlab topology --print`, `drlab fault cut|heal`, `drlab bench cluster`.
+//! `drlab up`, `drlab node`, `drlab image build`, `drlab compose`, `drlab topology --print`,
+//! `drlab fault cut|heal`, `drlab bench cluster`.
 
 use std::path::PathBuf;
 
@@ -43,6 +44,21 @@ enum Command {
         #[command(subcommand)]
         which: Bench,
     },
+    /// Run one node of a topology until stopped (what each container of `drlab compose` runs).
+    Node {
+        name: String,
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Build the container image (every binary plus iptables and iproute2), offline.
+    Image {
+        #[command(subcommand)]
+        action: drlab::containers::cli::ImageCommand,
+    },
+    /// Write a Compose project (compose.yaml, topology.toml) for a topology.
+    Compose(drlab::containers::cli::ComposeArgs),
     /// Show or check a topology.
     Topology {
         /// Print the topology file (the embedded default unless --topology is given).
@@ -116,6 +132,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("topology OK");
             }
+        }
+        Command::Node {
+            name,
+            topology,
+            profile,
+        } => {
+            nodekit::telemetry::init("info");
+            let (topology, _) = load(topology.as_ref())?;
+            drlab::node::run_node(&topology, profile.as_deref(), &name, wait_for_stop()).await?;
+        }
+        Command::Image { action } => action.run()?,
+        Command::Compose(args) => {
+            let (topology, _) = load(args.topology.as_ref())?;
+            args.run(&topology)?;
         }
         Command::Fault { action, topology } => {
             let (topology, _) = load(topology.as_ref())?;
