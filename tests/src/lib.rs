@@ -136,6 +136,23 @@ pub fn sipp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sipp")
 }
 
+/// Whether Python 3 can import `module` (a real client or parser the tests check against). When
+/// it cannot, the test is skipped with a SKIPPED line on stderr, unless CI set `require_var`,
+/// which makes it fail.
+pub fn python_module_available(module: &str, require_var: &str, install: &str) -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found && std::env::var_os(require_var).is_some() {
+        panic!("{module} is required ({require_var} is set) but not installed ({install})");
+    }
+    if !found {
+        eprintln!("SKIPPED: {module} is not installed ({install})");
+    }
+    found
+}
+
 /// Whether SIPp is installed. CI sets `DRLAB_REQUIRE_SIPP=1` so a missing SIPp fails there.
 pub fn sipp_available() -> bool {
     let found = std::process::Command::new("sipp")

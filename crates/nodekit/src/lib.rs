@@ -1,7 +1,8 @@
-//! What every drlab node shares (architecture §3.4): the control plane served over HTTP, the
-//! event journal, Prometheus metrics, duration parsing for configuration files and the tracing
-//! set-up. Each node type implements [`ControlTarget`]; the same operations back the HTTP
-//! endpoints and the in-process `NodeHandle`s, so local and remote control behave alike.
+//! What every drlab node shares: the control plane served over HTTP, the event journal,
+//! OpenMetrics metrics, the crash / restart life of a node, duration parsing for configuration
+//! files and the tracing set-up (`--log-format`). Each node type implements [`ControlTarget`];
+//! the same operations back the HTTP endpoints and the in-process `NodeHandle`s, so local and
+//! remote control behave alike.
 
 pub mod addp;
 pub mod cli;
