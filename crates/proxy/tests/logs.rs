@@ -2,6 +2,7 @@
 //! plain text without ANSI escape sequences, or one JSON object a line with `--log-format json`.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proxy::{Config, ServerConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -16,7 +17,13 @@ async fn startup_lines(args: &[&str]) -> Vec<String> {
         vec![ServerConfig::new("127.0.0.1:1")],
     );
     cfg.name = "proxy-logs".into();
-    let path = std::env::temp_dir().join(format!("drlab-proxy-logs-{}.toml", std::process::id()));
+    // One file per run: the tests of this file run in parallel.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "drlab-proxy-logs-{}-{run}.toml",
+        std::process::id()
+    ));
     std::fs::write(&path, cfg.to_toml()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
         .arg("--config")
