@@ -18,7 +18,12 @@ pub const DC1_GWS: [&str; 2] = ["gws1", "gws2"];
 /// The lab (fast profile) with both DC1 GWS nodes' T-Lib links up, and the HTTP address of its
 /// proxy-dc1 in front of gws1 and gws2 (NGINX Plus `sticky learn` on `JSESSIONID`, R14).
 pub async fn lab_behind_proxy() -> (Lab, SocketAddr) {
-    let lab = start_lab(|t| t).await;
+    lab_behind_proxy_with(|t| t).await
+}
+
+/// [`lab_behind_proxy`] with the topology's text edited first (e.g. `[gws_cors]` added).
+pub async fn lab_behind_proxy_with(edit: impl FnOnce(String) -> String) -> (Lab, SocketAddr) {
+    let lab = start_lab(edit).await;
     for name in DC1_GWS {
         wait_link_up(gws(&lab, name)).await;
     }

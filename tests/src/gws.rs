@@ -2,12 +2,15 @@
 //! WWE-like client (REST with its `JSESSIONID`, CometD long-polling with its `BAYEUX_BROWSER`).
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use gws_mock::{GwsConfig, GwsNode, SipNodeRef};
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sipserver_mock::SipNode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::PATIENCE;
@@ -47,6 +50,9 @@ pub struct Desktop {
     pub client_id: Option<String>,
     /// Messages delivered by a connect but not yet looked at by [`Desktop::wait_for`].
     unread: VecDeque<Value>,
+    /// Where connects are POSTed: `/api/v2/notifications`, or `…/connect` as the CometD JS
+    /// client sends them.
+    pub connect_path: String,
 }
 
 fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
@@ -61,13 +67,19 @@ fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
 
 impl Desktop {
     pub fn new(node: &GwsNode) -> Desktop {
+        Desktop::at(format!("http://{}", node.http_addr()))
+    }
+
+    /// A desktop talking to `base` (`http://host:port`: a GWS node or a proxy in front of some).
+    pub fn at(base: String) -> Desktop {
         Desktop {
             http: reqwest::Client::new(),
-            base: format!("http://{}", node.http_addr()),
+            base,
             session: None,
             browser: None,
             client_id: None,
             unread: VecDeque::new(),
+            connect_path: "/api/v2/notifications".into(),
         }
     }
 
@@ -96,12 +108,24 @@ impl Desktop {
 
     /// `GET /api/v2/me` with Basic credentials: the login probe that opens the session.
     pub async fn login(&mut self, user: &str, password: &str) -> (StatusCode, Value) {
+        self.login_at(
+            "/api/v2/me?subresources=features,devices,channels",
+            user,
+            password,
+        )
+        .await
+    }
+
+    /// A GET of `path` with Basic credentials (and no cookie): opens a session.
+    pub async fn login_at(
+        &mut self,
+        path: &str,
+        user: &str,
+        password: &str,
+    ) -> (StatusCode, Value) {
         let resp = self
             .http
-            .get(format!(
-                "{}/api/v2/me?subresources=features,devices,channels",
-                self.base
-            ))
+            .get(format!("{}{path}", self.base))
             .basic_auth(user, Some(password))
             .send()
             .await
@@ -147,10 +171,28 @@ impl Desktop {
         .await
     }
 
+    /// StartContactCenterSession that must succeed (statusCode 0), then the device Ready on
+    /// CometD (`what` names the step in a failure).
+    pub async fn start_session_until_ready(&mut self, what: &str) {
+        let (status, body) = self.start_contact_center_session().await;
+        assert_eq!(
+            (status, body["statusCode"].clone()),
+            (StatusCode::OK, json!(0)),
+            "{what}: {body}"
+        );
+        self.wait_for(what, device_is("Active", Some("Ready")))
+            .await;
+    }
+
     /// One CometD batch; returns the reply array.
     pub async fn bayeux(&mut self, batch: Value) -> Vec<Value> {
-        let (status, body) = self.post("/api/v2/notifications", batch).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        self.bayeux_at("/api/v2/notifications", batch).await
+    }
+
+    /// One CometD batch POSTed to `path` (the URL forms CometD clients use); returns the replies.
+    pub async fn bayeux_at(&mut self, path: &str, batch: Value) -> Vec<Value> {
+        let (status, body) = self.post(path, batch).await;
+        assert_eq!(status, StatusCode::OK, "POST {path}: {body}");
         body.as_array().cloned().unwrap_or_default()
     }
 
@@ -181,12 +223,17 @@ impl Desktop {
         self.client_id = Some(id);
     }
 
-    /// One long-poll `/meta/connect`: the messages it delivered and its own reply.
+    /// One long-poll `/meta/connect` (POSTed to [`Desktop::connect_path`]): the messages it
+    /// delivered and its own reply.
     pub async fn connect(&mut self) -> (Vec<Value>, Value) {
         let id = self.client_id.clone().expect("handshaken");
+        let path = self.connect_path.clone();
         let mut replies = self
-            .bayeux(json!([{"channel": "/meta/connect", "clientId": id,
-                             "connectionType": "long-polling"}]))
+            .bayeux_at(
+                &path,
+                json!([{"channel": "/meta/connect", "clientId": id,
+                        "connectionType": "long-polling"}]),
+            )
             .await;
         let reply = replies.pop().unwrap_or(Value::Null);
         (replies, reply)
@@ -235,9 +282,60 @@ pub fn call_is(state: &'static str) -> impl FnMut(&Value) -> bool {
 /// Whether a real CometD client library (Python `aiocometd-ng`) is installed. CI sets
 /// `DRLAB_REQUIRE_COMETD=1` so a missing library fails there.
 pub fn cometd_client_available() -> bool {
-    crate::python_module_available(
-        "aiocometd_ng",
+    nodekit::peer::available(
+        nodekit::peer::runs("python3", &["-c", "import aiocometd_ng"]),
+        "the CometD client aiocometd-ng",
         "DRLAB_REQUIRE_COMETD",
         "pip install aiocometd-ng",
     )
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) over a bare TCP connection to `addr` and returns
+/// the answer's status and head (status line and headers, lower-cased), not waiting for a body.
+pub async fn raw_http_head(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("TCP connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .expect("answered in time")
+            .expect("answer read");
+        assert!(n == 1, "connection closed inside the head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP status line: {head}"));
+    (status, head)
+}
+
+/// A WebSocket upgrade request (`GET path` with `Upgrade: websocket` and the `extra` headers,
+/// e.g. `Origin`) sent to `addr`: the answer's status and head, as [`raw_http_head`].
+pub async fn websocket_upgrade(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (name, value) in extra {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    raw_http_head(addr, &request).await
+}
+
+/// The status of [`websocket_upgrade`].
+pub async fn websocket_upgrade_status(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> u16 {
+    websocket_upgrade(addr, path, extra).await.0
 }

@@ -136,34 +136,17 @@ pub fn sipp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sipp")
 }
 
-/// Whether Python 3 can import `module` (a real client or parser the tests check against). When
-/// it cannot, the test is skipped with a SKIPPED line on stderr, unless CI set `require_var`,
-/// which makes it fail.
-pub fn python_module_available(module: &str, require_var: &str, install: &str) -> bool {
-    let found = std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os(require_var).is_some() {
-        panic!("{module} is required ({require_var} is set) but not installed ({install})");
-    }
-    if !found {
-        eprintln!("SKIPPED: {module} is not installed ({install})");
-    }
-    found
-}
-
 /// Whether SIPp is installed. CI sets `DRLAB_REQUIRE_SIPP=1` so a missing SIPp fails there.
 pub fn sipp_available() -> bool {
+    // `sipp -v` exits non-zero; that it starts at all is the test.
     let found = std::process::Command::new("sipp")
         .arg("-v")
         .output()
         .is_ok();
-    if !found && std::env::var_os("DRLAB_REQUIRE_SIPP").is_some() {
-        panic!("SIPp is required (DRLAB_REQUIRE_SIPP is set) but `sipp` is not installed");
-    }
-    if !found {
-        eprintln!("SKIPPED: SIPp is not installed (apt-get install sip-tester)");
-    }
-    found
+    nodekit::peer::available(
+        found,
+        "SIPp",
+        "DRLAB_REQUIRE_SIPP",
+        "apt-get install sip-tester",
+    )
 }

@@ -31,7 +31,7 @@ async fn logged_in_desktop(dn: &str) -> (sipserver_mock::SipNode, gws_mock::GwsN
     (sip, gws, desktop)
 }
 
-/// The issue's main flow: Basic auth, StartContactCenterSession, LoggedIn then Ready over CometD,
+/// The main flow: Basic auth, StartContactCenterSession, LoggedIn then Ready over CometD,
 /// an inbound call Ringing → Established → Released, answered and hung up through REST.
 #[tokio::test]
 async fn desktop_logs_in_sees_ready_and_answers_and_hangs_up_a_call() {
@@ -533,7 +533,7 @@ async fn real_cometd_client_library_receives_device_messages() {
 
 /// StartContactCenterSession for voice + chat on a softphone DN whose phone is not registered:
 /// HTTP 200 with statusCode 7, voice failed with statusCode 4 "Device … is not registered."
-/// (the observed GWS answer), chat succeeded.
+/// (the observed GWS answer), chat succeeded. Voice alone: the same with nothing succeeded.
 #[tokio::test]
 async fn start_session_on_unregistered_dn_is_partial_success_7() {
     let sip = start_node("ss1", |_| {}).await;
@@ -553,12 +553,16 @@ async fn start_session_on_unregistered_dn_is_partial_success_7() {
                "failed": [{"statusCode": 4, "statusMessage": "Device '7009' is not registered.", "channel": "voice"}],
                "succeeded": [{"statusCode": 0, "channel": "chat"}]})
     );
-    // Voice alone: the failure is the answer.
+    // Voice alone: the same answer with nothing succeeded (a refused voice login is never a 5xx).
     let (status, body) = desktop.start_contact_center_session().await;
     assert_eq!(
-        (status, body["statusCode"].clone()),
-        (StatusCode::INTERNAL_SERVER_ERROR, json!(4)),
-        "{body}"
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"statusCode": 7,
+                   "failed": [{"statusCode": 4, "statusMessage": "Device '7009' is not registered.", "channel": "voice"}],
+                   "succeeded": []})
+        )
     );
     let (status, body) = desktop
         .post(
@@ -568,7 +572,8 @@ async fn start_session_on_unregistered_dn_is_partial_success_7() {
         .await;
     assert_eq!(
         (status, body["statusCode"].clone()),
-        (StatusCode::INTERNAL_SERVER_ERROR, json!(4))
+        (StatusCode::BAD_REQUEST, json!(4)),
+        "observed 500 / 4, a 4xx here: {body}"
     );
 }
 
@@ -703,4 +708,95 @@ async fn end_contact_center_session_logs_out_and_unregisters() {
     assert!(unregistered.is_some());
     let (status, _) = desktop.get("/api/v2/me").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// R13: gws1's SIP nodes are ss1 then ss2. ss1 dies: gws1 connects
+/// to ss2 and registers its sessions' DNs again there; the desktop sees ss1's Voice service go
+/// and ss2's come. ss1 comes back: gws1 stays on ss2 (the list is walked from the top only after
+/// a loss); ss2 dies: gws1 is back on ss1, the first of its list.
+#[tokio::test]
+async fn r13_gws_moves_down_its_ordered_sip_node_list_and_back_only_after_a_loss() {
+    let ss1 = start_node("ss1", |_| {}).await;
+    let ss2 = start_node("ss2", |_| {}).await;
+    let gws = start_gws("gws1", &ss1, |c| {
+        c.sip_nodes.push(gws_mock::SipNodeRef {
+            name: "ss2".into(),
+            tlib: ss2.tlib_addr(),
+        });
+    })
+    .await;
+    let mut desktop = Desktop::new(&gws);
+    desktop.login("agent8051", "password").await;
+    desktop
+        .cometd_subscribe(&["/v2/me/*", "/notifications/services"])
+        .await;
+    desktop.start_session_until_ready("Ready at ss1").await;
+    let registered_at = |node: &sipserver_mock::SipNode, since: u64| {
+        let node = node.clone();
+        async move {
+            node.journal()
+                .wait_for(since, PATIENCE, |e| {
+                    e.kind == "tlib.registered" && e.detail()["dn"] == "8051"
+                })
+                .await
+        }
+    };
+    let service = |name: &'static str, state: &'static str| {
+        move |d: &Value| {
+            d["messageType"] == "ServiceStateChangeMessage"
+                && d["service"]["name"] == name
+                && d["service"]["state"] == state
+        }
+    };
+
+    let (since_gws, since_ss2) = (gws.journal().last_seq(), ss2.journal().last_seq());
+    ss1.crash().await;
+    let up = gws
+        .journal()
+        .wait_for(since_gws, PATIENCE, |e| e.kind == "tlib.link_up")
+        .await
+        .expect("R13: gws1 reconnects by its list");
+    assert_eq!(up.detail()["sip_node"], "ss2");
+    assert_eq!(up.detail()["reregister"], json!(["8051"]));
+    assert!(
+        registered_at(&ss2, since_ss2).await.is_some(),
+        "the session's DN is registered again at ss2"
+    );
+    desktop
+        .wait_for("ss2 Active", service("ss2", "Active"))
+        .await;
+    let (_, services) = desktop.get("/api/v2/services").await;
+    assert_eq!(services["services"][0]["state"], "Inactive", "{services}");
+    assert_eq!(services["services"][1]["state"], "Active", "{services}");
+
+    // ss1 is back: no fail-back while the link to ss2 is up. For twice gws1's longest
+    // reconnect wait (max_backoff 1 s) the desktop keeps polling (held connects) and ss1 sees
+    // no T-Lib client.
+    let since_ss1 = ss1.journal().last_seq();
+    ss1.restart().await.expect("ss1 restarts");
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < until {
+        let (_, reply) = desktop.connect().await;
+        assert_eq!(reply["successful"], true, "{reply}");
+    }
+    let back_early = ss1
+        .journal()
+        .since(since_ss1, usize::MAX)
+        .iter()
+        .any(|e| e.kind == "tlib.client_connected");
+    assert!(!back_early, "gws1 left ss2 while its link was up");
+    assert_eq!(gws.state().await["tlib_link"], "ss2");
+
+    let (since_gws, since_ss1) = (gws.journal().last_seq(), ss1.journal().last_seq());
+    ss2.crash().await;
+    let up = gws
+        .journal()
+        .wait_for(since_gws, PATIENCE, |e| e.kind == "tlib.link_up")
+        .await
+        .expect("gws1 reconnects after losing ss2");
+    assert_eq!(up.detail()["sip_node"], "ss1", "the top of the list first");
+    assert!(registered_at(&ss1, since_ss1).await.is_some());
+    desktop
+        .wait_for("ss1 Active", service("ss1", "Active"))
+        .await;
 }

@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use drlab_tests::cluster::node;
 use drlab_tests::desktop::lab_behind_proxy;
-use drlab_tests::{python_module_available, PATIENCE};
+use drlab_tests::PATIENCE;
 use serde_json::{json, Value};
 use softphone_sim::{PhoneConfig, Swarm};
 use tokio::io::AsyncWriteExt;
@@ -60,8 +60,13 @@ fn samples<'a>(parsed: &'a Value, endpoint: &str, family: &str) -> &'a Vec<Value
 
 #[tokio::test]
 async fn every_node_proxy_and_softphone_sim_serve_metrics_a_strict_openmetrics_parser_accepts() {
-    if !python_module_available(
-        "prometheus_client",
+    let parser = nodekit::peer::runs(
+        "python3",
+        &["-c", "import prometheus_client.openmetrics.parser"],
+    );
+    if !nodekit::peer::available(
+        parser,
+        "the OpenMetrics parser of prometheus_client",
         "DRLAB_REQUIRE_PROMCLIENT",
         "pip install prometheus_client",
     ) {

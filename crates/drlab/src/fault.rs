@@ -1,5 +1,5 @@
 //! `drlab fault cut` / `drlab fault heal`: the built-in fault layer of a running lab, driven
-//! through each node's control plane (architecture §5), so a partition is one command.
+//! through each node's control plane (docs/architecture.md §5), so a partition is one command.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -32,12 +32,15 @@ pub struct Topology {
     /// GWS API nodes, each with its ordered list of SIP nodes.
     #[serde(default)]
     pub gws_nodes: Vec<GwsNodeSpec>,
+    /// Cross-origin settings of every GWS node (`[gws_cors]`; off unless origins are listed).
+    #[serde(default)]
+    pub gws_cors: gws_mock::CorsSettings,
     /// NGINX-like proxies in front of GWS nodes (one per DC by default).
     #[serde(default)]
     pub proxies: Vec<ProxySpec>,
 }
 
-/// Protocol timers (scenarios.md §0).
+/// Protocol timers (docs/scenarios.md §0).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Timers {
@@ -308,6 +311,7 @@ impl Topology {
                         tlib: node.tlib_addr(),
                     });
                 }
+                c.cors = self.gws_cors.clone();
                 c.session_timeout = timers.gws_session_timeout;
                 c.cometd.timeout = timers.cometd_timeout;
                 c.cometd.max_interval = c.cometd.max_interval.max(timers.cometd_timeout * 2);
@@ -445,6 +449,31 @@ mod tests {
         let bad =
             DEFAULT_TOPOLOGY.replace("sip_nodes = [\"ss3\", \"ss4\"]", "sip_nodes = [\"ss9\"]");
         assert!(Topology::parse(&bad).unwrap_err().contains("ss9"));
+    }
+
+    #[test]
+    fn gws_cors_settings_reach_every_gws_node() {
+        let t = Topology::parse(DEFAULT_TOPOLOGY).unwrap();
+        let nodes = t.node_configs(None).unwrap();
+        let gws = t.gws_configs(None, &nodes).unwrap();
+        assert!(
+            gws.iter().all(|g| g.cors.allowed_origins.is_empty()),
+            "off by default"
+        );
+        let text = format!(
+            "{DEFAULT_TOPOLOGY}\n[gws_cors]\nallowed_origins = [\"http://wwe:8765\"]\nmax_age = \"60s\"\n"
+        );
+        let t = Topology::parse(&text).unwrap();
+        let gws = t.gws_configs(None, &nodes).unwrap();
+        assert!(gws
+            .iter()
+            .all(|g| g.cors.allowed_origins == ["http://wwe:8765"]));
+        assert_eq!(gws[0].cors.max_age, Duration::from_secs(60));
+        assert!(gws[0].cors.allow_credentials);
+        let typo = format!("{DEFAULT_TOPOLOGY}\n[gws_cors]\nallowed_origin = []\n");
+        assert!(Topology::parse(&typo)
+            .unwrap_err()
+            .contains("allowed_origin"));
     }
 
     #[test]

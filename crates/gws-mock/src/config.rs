@@ -38,8 +38,8 @@ pub struct GwsConfig {
     /// Users listed one by one (checked before the ranges).
     #[serde(default)]
     pub users: Vec<UserEntry>,
-    /// Users made from DN ranges; the default is architecture §2: `agent<DN>` / `password` for
-    /// 7000–7999 and 8000–8999.
+    /// Users made from DN ranges; the default (docs/architecture.md §2) is `agent<DN>` /
+    /// `password` for 7000–7999 and 8000–8999.
     #[serde(default = "UserRange::defaults")]
     pub user_ranges: Vec<UserRange>,
     /// A desktop session with no request (REST or CometD) for this long ends; its DN is
@@ -60,12 +60,18 @@ pub struct GwsConfig {
     /// logs the agent in Ready, `ManualIn` in NotReady.
     #[serde(default = "default_login_work_mode")]
     pub agent_login_work_mode: AgentWorkMode,
-    /// R13: when the SIP node reports the session's DN out of service, end the desktop session.
+    /// R13: when the DN's owner takes it out of service (`EventDNOutOfService` with
+    /// `Extensions.OutOfServiceReason` `OwnerOutOfService`, or no reason), end the desktop
+    /// session of a logged-in agent. `OwnerUnreachable` (a node that lost the owner, R10) never
+    /// ends it: the voice channel shows unavailable and the session stays.
     #[serde(default = "default_true")]
     pub end_session_on_dn_out_of_service: bool,
     /// GWS `enableCsrfProtection`: GETs hand out `X-CSRF-TOKEN`, and POSTs must echo it.
     #[serde(default)]
     pub csrf: bool,
+    /// Cross-origin settings (GWS `crossOriginSettings`); off until origins are listed.
+    #[serde(default)]
+    pub cors: CorsSettings,
     /// A client slower than this to send its request headers is disconnected.
     #[serde(default = "default_header_read_timeout", with = "nodekit::duration")]
     pub header_read_timeout: Duration,
@@ -90,7 +96,7 @@ pub struct SipNodeRef {
     pub tlib: SocketAddr,
 }
 
-/// CometD server settings (anchors.md §5: CometD Java defaults).
+/// CometD server settings (defaults: the CometD Java server's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CometdSettings {
@@ -128,7 +134,52 @@ impl Default for CometdSettings {
     }
 }
 
-/// How the T-Lib link is re-established (T-Library client HA defaults, domain.md §2.5).
+/// Cross-origin resource sharing (GWS `crossOriginSettings`, Jetty's `CrossOriginFilter`): which
+/// pages on other origins may call the API from a browser. The defaults other than the origins
+/// are GWS 8.5's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSettings {
+    /// Origins allowed (`http://wwe.example.com:8080`; `*` matches any run of characters, so
+    /// `http://*.example.com` or `*`). Empty: CORS off — preflights are refused and no answer
+    /// carries `Access-Control-*` headers (the safe default).
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    /// Request headers a page may send (`*`: any).
+    pub allowed_headers: Vec<String>,
+    /// Response headers a page may read (the CSRF pair, so a page can echo the token).
+    pub exposed_headers: Vec<String>,
+    /// `Access-Control-Allow-Credentials: true`: the page's `fetch(…, {credentials: 'include'})`
+    /// sends and keeps the session cookie.
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight's answer (`Access-Control-Max-Age`).
+    #[serde(with = "nodekit::duration")]
+    pub max_age: Duration,
+}
+
+impl Default for CorsSettings {
+    fn default() -> Self {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        CorsSettings {
+            allowed_origins: Vec::new(),
+            allowed_methods: list(&["GET", "POST", "PUT", "DELETE", "OPTIONS"]),
+            allowed_headers: list(&[
+                "X-Requested-With",
+                "Content-Type",
+                "Accept",
+                "Origin",
+                "Cookie",
+                "Authorization",
+                "X-CSRF-TOKEN",
+            ]),
+            exposed_headers: list(&["X-CSRF-HEADER", "X-CSRF-TOKEN"]),
+            allow_credentials: true,
+            max_age: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// How the T-Lib link is re-established (defaults: the T-Library client's HA settings).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconnectSettings {
@@ -205,6 +256,7 @@ impl GwsConfig {
             agent_login_work_mode: default_login_work_mode(),
             end_session_on_dn_out_of_service: true,
             csrf: false,
+            cors: CorsSettings::default(),
             header_read_timeout: default_header_read_timeout(),
             max_body_bytes: default_max_body_bytes(),
             max_sessions: default_max_sessions(),
@@ -219,7 +271,7 @@ impl GwsConfig {
         self
     }
 
-    /// The fast timer profile of scenarios.md §0 (tests and scenario runs).
+    /// The fast timer profile of docs/scenarios.md §0 (tests and scenario runs).
     pub fn with_fast_timers(mut self) -> Self {
         self.session_timeout = Duration::from_secs(2);
         self.cometd.timeout = Duration::from_millis(1000);

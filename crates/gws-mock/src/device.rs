@@ -1,5 +1,5 @@
 //! An agent's voice device as GWS sees it through T-Library: device state, agent state and
-//! calls, and how each T-Event changes them (domain.md §2.7, §3.4). Plain data and one pure
+//! calls, and how each T-Event changes them (docs/protocols.md §2.2, §5.3). Plain data and one pure
 //! function, [`Device::apply`], so the mapping is tested without sockets.
 
 use serde_json::Value;
@@ -98,7 +98,7 @@ impl CallOperation {
 }
 
 impl Call {
-    /// `call.capabilities` in this state (domain.md §3.4, as observed from WWE).
+    /// `call.capabilities` in this state (as observed from WWE).
     pub fn capabilities(&self) -> &'static [&'static str] {
         match self.state {
             CallState::Ringing => &[
@@ -147,6 +147,37 @@ impl Call {
     /// Whether `op` is allowed now (GWS: "allowed = the call's capabilities").
     pub fn allows(&self, op: CallOperation) -> bool {
         self.capabilities().contains(&op.as_str())
+    }
+}
+
+/// Why the SIP node took a DN out of service (R13), from `EventDNOutOfService`'s
+/// `Extensions.OutOfServiceReason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutOfService {
+    /// `OwnerUnreachable`: a node that is not the DN's owner lost its link to the owner (R10).
+    /// The DN may well be fine at its owner; the voice channel is only unavailable here.
+    OwnerUnreachable,
+    /// `OwnerOutOfService`, or no reason at all (as a real SIP Server sends it): the owner took
+    /// the DN out of service (registration expired or removed, R12; ownership moved, R8).
+    AtOwner,
+}
+
+impl OutOfService {
+    /// The reason an `EventDNOutOfService` gives; None for any other message.
+    pub fn of(msg: &Message) -> Option<OutOfService> {
+        if msg.name != MessageName::EventDNOutOfService {
+            return None;
+        }
+        let reason = msg
+            .attrs
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("OutOfServiceReason"))
+            .and_then(Value::as_str);
+        Some(match reason {
+            Some("OwnerUnreachable") => OutOfService::OwnerUnreachable,
+            _ => OutOfService::AtOwner,
+        })
     }
 }
 

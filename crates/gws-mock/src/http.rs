@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cometd::{long_polling, websocket};
+use crate::cors;
 use crate::ctx::Ctx;
 use crate::rest::error::ApiError;
 use crate::rest::{calls, me, voice};
@@ -43,7 +44,9 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub fn router(ctx: Arc<Ctx>) -> Router {
     let limit = ctx.cfg.max_body_bytes;
     Router::new()
+        // WWE sends the state-recovery GET with a trailing slash (`/api/v2/me/?subresources=…`).
         .route("/api/v2/me", get(me::get).post(me::post))
+        .route("/api/v2/me/", get(me::get).post(me::post))
         .route("/api/v2/me/devices", get(me::devices))
         .route("/api/v2/me/calls", get(me::calls))
         .route("/api/v2/me/calls/{id}", post(calls::control))
@@ -51,8 +54,15 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/v2/me/channels/voice", post(voice::post))
         .route("/api/v2/services", get(me::services))
         .route("/api/v2/diagnostics/version", get(me::version))
+        // CometD clients append the message type to the URL (`…/handshake`, `…/connect`) and
+        // send other batches to the bare trailing slash; the wildcard does not match an empty
+        // tail, so the slash has its own route.
         .route(
             "/api/v2/notifications",
+            post(long_polling::post).get(websocket::upgrade),
+        )
+        .route(
+            "/api/v2/notifications/",
             post(long_polling::post).get(websocket::upgrade),
         )
         .route(
@@ -62,6 +72,11 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        // Outermost, so preflights of any path (and refused upgrades) never reach a route.
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            cors::apply,
+        ))
         .with_state(ctx)
 }
 

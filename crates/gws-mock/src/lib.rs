@@ -1,4 +1,4 @@
-//! `gws-mock`: one GWS API node double (architecture §1, issue 5).
+//! `gws-mock`: one GWS API node double (docs/architecture.md §1, §4.2).
 //!
 //! A desktop written for GWS 8.5 (WWE) talks to it over HTTP: the GWS API v2 subset at its real
 //! paths with Basic auth, `JSESSIONID` sessions and GWS `statusCode`s ([`rest`]), and CometD
@@ -20,6 +20,7 @@
 
 pub mod cometd;
 pub mod config;
+pub mod cors;
 mod ctx;
 pub mod device;
 mod http;
@@ -32,6 +33,8 @@ pub mod state;
 mod tlink;
 pub mod users;
 
-pub use config::{AddpSettings, CometdSettings, GwsConfig, ReconnectSettings, SipNodeRef};
+pub use config::{
+    AddpSettings, CometdSettings, CorsSettings, GwsConfig, ReconnectSettings, SipNodeRef,
+};
 pub use node::{start, GwsNode};
 pub use users::{User, UserEntry, UserRange};

@@ -4,12 +4,12 @@
 //! to the SIP node comes back as [`EndedSession`]s for the caller to act on.
 
 use serde_json::{json, Value};
-use tlib::{Message, MessageName};
+use tlib::Message;
 use tokio::time::{Duration, Instant};
 
 use crate::cometd::clients::Clients;
 use crate::config::GwsConfig;
-use crate::device::{Change, DeviceState};
+use crate::device::{Change, DeviceState, OutOfService};
 use crate::notification::{self, channel};
 use crate::session::{Session, Sessions};
 use crate::users::User;
@@ -109,9 +109,11 @@ impl GwsState {
                     sent += self.notify_session(&sid, channel::CALLS, &data);
                 }
             }
-            let out_of_service = msg.name == MessageName::EventDNOutOfService;
+            // R13: only the owner's out of service ends the session; a node that merely lost
+            // the owner (R10) leaves it, the device shows the voice channel unavailable.
+            let at_owner = OutOfService::of(msg) == Some(OutOfService::AtOwner);
             let in_contact_center = self.sessions.get(&sid).is_some_and(|s| s.contact_center);
-            if out_of_service
+            if at_owner
                 && in_contact_center
                 && was_logged_in
                 && self.end_session_on_dn_out_of_service
@@ -388,6 +390,65 @@ mod tests {
         // Not logged in, or option off: the session stays.
         let (_, ended) = st.on_tevent(&event::dn_out_of_service("7002"));
         assert!(ended.is_empty());
+    }
+
+    /// `EventDNOutOfService` for `dn` with `Extensions.OutOfServiceReason = reason`.
+    fn out_of_service(dn: &str, reason: &str) -> Message {
+        let mut msg = event::dn_out_of_service(dn);
+        let mut ext = tlib::KvList::new();
+        ext.insert("OutOfServiceReason".into(), json!(reason));
+        msg.attrs.extensions = Some(ext);
+        msg
+    }
+
+    #[test]
+    fn r13_owner_unreachable_keeps_the_session_and_shows_the_voice_channel_unavailable() {
+        let (mut st, _) = state();
+        st.sessions.get_mut("S1").unwrap().contact_center = true;
+        st.on_tevent(&event::dn_back_in_service("7001"));
+        st.on_tevent(&event::agent_login(None, "7001", None, None));
+        st.clients.drain("c-S1");
+        // R10 at a non-owner node: out of service, then the agent logged out.
+        let (sent, ended) = st.on_tevent(&out_of_service("7001", "OwnerUnreachable"));
+        assert!(
+            ended.is_empty(),
+            "R13: the session stays when only the owner is lost"
+        );
+        assert_eq!(sent, 2, "device + channel message");
+        let (_, ended) = st.on_tevent(&event::agent_logout(None, "7001", None));
+        assert!(ended.is_empty());
+        let s = st.sessions.get("S1").expect("session kept");
+        assert_eq!(s.device.state, DeviceState::Inactive);
+        let got = st.clients.drain("c-S1");
+        assert!(got
+            .iter()
+            .any(|m| m["data"]["devices"][0]["deviceState"] == "Inactive"));
+        assert!(got
+            .iter()
+            .any(|m| m["data"]["channels"][0]["userState"]["state"] == "OutOfService"));
+        // The link to the owner heals: the device is back in the same session.
+        st.on_tevent(&event::dn_back_in_service("7001"));
+        assert_eq!(
+            st.sessions.get("S1").unwrap().device.state,
+            DeviceState::Active
+        );
+    }
+
+    #[test]
+    fn r13_owner_side_out_of_service_ends_the_session() {
+        for reason in [Some("OwnerOutOfService"), None, Some("SomethingNew")] {
+            let (mut st, _) = state();
+            st.sessions.get_mut("S1").unwrap().contact_center = true;
+            st.on_tevent(&event::agent_login(None, "7001", None, None));
+            let msg = match reason {
+                Some(r) => out_of_service("7001", r),
+                None => event::dn_out_of_service("7001"),
+            };
+            let (_, ended) = st.on_tevent(&msg);
+            assert_eq!(ended.len(), 1, "reason {reason:?}");
+            assert_eq!(ended[0].cause, "dn_out_of_service");
+            assert!(st.sessions.get("S1").is_none());
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! What every drlab node shares: the control plane served over HTTP, the event journal,
-//! OpenMetrics metrics, the crash / restart life of a node, duration parsing for configuration
-//! files and the tracing set-up (`--log-format`). Each node type implements [`ControlTarget`];
-//! the same operations back the HTTP endpoints and the in-process `NodeHandle`s, so local and
-//! remote control behave alike.
+//! What every drlab node shares (docs/architecture.md §6): the control plane served over HTTP,
+//! the event journal, OpenMetrics metrics, the crash / restart lifecycle, ADDP settings, duration
+//! parsing for configuration files, the common command-line flags and the tracing set-up
+//! (`--log-format`). Each node type implements [`ControlTarget`]; the same operations back the
+//! HTTP endpoints and the in-process `NodeHandle`s, so local and remote control behave alike.
 
 pub mod addp;
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod duration;
 pub mod journal;
 pub mod lifecycle;
 pub mod metrics;
+pub mod peer;
 pub mod telemetry;
 
 pub use addp::AddpSettings;

@@ -1,5 +1,5 @@
 //! Who is calling: the `JSESSIONID` session, or HTTP Basic credentials that open a new one
-//! (domain.md §3.1). CSRF protection, when on, checks POSTs against the session's token.
+//! (docs/protocols.md §5.1). CSRF protection, when on, checks POSTs against the session's token.
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -88,10 +88,19 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((name.to_owned(), password.to_owned()))
 }
 
-/// A successful answer: sets the session cookie for a new session and, with CSRF protection,
-/// hands out the token on GETs.
-pub fn respond(ctx: &Ctx, authed: &Authed, method: &Method, body: serde_json::Value) -> Response {
-    let mut response = axum::Json(body).into_response();
+/// The answer to an authenticated request, success or refusal. Either way it sets the session
+/// cookie when this request opened the session (a refused StartContactCenterSession must not
+/// lose the session it opened) and, with CSRF protection, hands out the token on GETs.
+pub fn answer(
+    ctx: &Ctx,
+    authed: &Authed,
+    method: &Method,
+    result: Result<serde_json::Value, ApiError>,
+) -> Response {
+    let mut response = match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => e.into_response(),
+    };
     let h = response.headers_mut();
     if authed.created {
         let cookie = format!("{SESSION_COOKIE}={}; Path=/; HttpOnly", authed.sid);

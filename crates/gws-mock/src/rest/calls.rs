@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tlib::{MakeCallType, Request};
 
-use super::auth::{authenticate, respond};
+use super::auth::{answer, authenticate};
 use super::body::Operation;
 use super::error::ApiError;
 use super::tlib_call;
@@ -42,24 +42,32 @@ pub async fn control(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let target = {
+    let result = control_call(&ctx, &authed.sid, &call_id, operation).await;
+    answer(&ctx, &authed, &method, result)
+}
+
+async fn control_call(
+    ctx: &Ctx,
+    sid: &str,
+    call_id: &str,
+    operation: CallOperation,
+) -> Result<Value, ApiError> {
+    let (dn, conn_id) = {
         let st = ctx.state();
-        let Some(s) = st.sessions.get(&authed.sid) else {
-            return ApiError::access_denied().into_response();
+        let Some(s) = st.sessions.get(sid) else {
+            return Err(ApiError::access_denied());
         };
-        match s.device.call(&call_id) {
-            None => Err(ApiError::not_found(format!("Call '{call_id}' not found"))),
-            Some(c) if !c.allows(operation) => Err(ApiError::invalid_state(format!(
-                "Operation '{}' is not allowed for a call in state {}",
-                operation.as_str(),
-                c.state.as_str()
-            ))),
-            Some(c) => Ok((s.user.dn.clone(), c.conn_id)),
+        match s.device.call(call_id) {
+            None => return Err(ApiError::not_found(format!("Call '{call_id}' not found"))),
+            Some(c) if !c.allows(operation) => {
+                return Err(ApiError::invalid_state(format!(
+                    "Operation '{}' is not allowed for a call in state {}",
+                    operation.as_str(),
+                    c.state.as_str()
+                )))
+            }
+            Some(c) => (s.user.dn.clone(), c.conn_id),
         }
-    };
-    let (dn, conn_id) = match target {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
     };
     let request = match operation {
         CallOperation::Answer => Request::AnswerCall {
@@ -82,21 +90,18 @@ pub async fn control(
     // Answer has no response event of its own at the SIP node (the phone answers, then
     // EventEstablished comes): the result is on CometD, as GWS's statusCode 0 means.
     if operation == CallOperation::Answer {
-        return match ctx.tlib() {
-            Some(client) => match client
-                .send(request.to_message(client.next_reference_id()))
-                .await
-            {
-                Ok(()) => respond(&ctx, &authed, &method, json!({"statusCode": 0})),
-                Err(e) => ApiError::internal(format!("Voice service error: {e}")).into_response(),
-            },
-            None => ApiError::internal("Voice service is unavailable").into_response(),
+        let Some(client) = ctx.tlib() else {
+            return Err(ApiError::back_end("Voice service is unavailable"));
         };
+        return client
+            .send(request.to_message(client.next_reference_id()))
+            .await
+            .map(|()| json!({"statusCode": 0}))
+            .map_err(|e| ApiError::back_end(format!("Voice service error: {e}")));
     }
-    match tlib_call::send(&ctx, &authed.sid, &dn, request).await {
-        Ok(_) => respond(&ctx, &authed, &method, json!({"statusCode": 0})),
-        Err(e) => e.into_response(),
-    }
+    tlib_call::send(ctx, sid, &dn, request)
+        .await
+        .map(|_| json!({"statusCode": 0}))
 }
 
 /// `POST /api/v2/me/devices/{id}/calls` Dial `{"destination": {"phoneNumber": …}}`.
@@ -130,13 +135,26 @@ pub async fn dial(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
+    let result = dial_from(&ctx, &authed.sid, &device_id, destination, user_data).await;
+    answer(&ctx, &authed, &method, result)
+}
+
+async fn dial_from(
+    ctx: &Ctx,
+    sid: &str,
+    device_id: &str,
+    destination: String,
+    user_data: Option<tlib::KvList>,
+) -> Result<Value, ApiError> {
     let dn = {
         let st = ctx.state();
-        let Some(s) = st.sessions.get(&authed.sid) else {
-            return ApiError::access_denied().into_response();
+        let Some(s) = st.sessions.get(sid) else {
+            return Err(ApiError::access_denied());
         };
         if s.device.id != device_id {
-            return ApiError::not_found(format!("Device '{device_id}' not found")).into_response();
+            return Err(ApiError::not_found(format!(
+                "Device '{device_id}' not found"
+            )));
         }
         s.user.dn.clone()
     };
@@ -146,8 +164,7 @@ pub async fn dial(
         make_call_type: MakeCallType::Regular,
         user_data,
     };
-    match tlib_call::send(&ctx, &authed.sid, &dn, request).await {
-        Ok(_) => respond(&ctx, &authed, &method, json!({"statusCode": 0})),
-        Err(e) => e.into_response(),
-    }
+    tlib_call::send(ctx, sid, &dn, request)
+        .await
+        .map(|_| json!({"statusCode": 0}))
 }

@@ -1,5 +1,5 @@
 //! REST failures as GWS reports them: an HTTP status and `{"statusCode", "statusMessage"}`
-//! with the `statusCode` values of domain.md §3.2.
+//! with GWS's documented `statusCode` values (the ones we use: docs/protocols.md §5.1).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -59,6 +59,11 @@ impl ApiError {
         )
     }
 
+    /// A cross-origin request the CORS settings do not allow (preflight, WebSocket upgrade).
+    pub fn cross_origin_refused(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code::FORBIDDEN, message)
+    }
+
     pub fn missing(parameter: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
@@ -83,8 +88,13 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code::INVALID_STATE, message)
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL, message)
+    /// The voice back end cannot serve the request: the SIP node is unreachable or silent, the
+    /// DN is not registered or out of service (its owner lost), or the SIP node refused with an
+    /// error of no more specific meaning. GWS says statusCode 4 ("internal error (GWS or back
+    /// end)", observed with HTTP 500); here the HTTP status is 400, never a 5xx: these are states
+    /// the DR scenarios expect, and the proxy and clients take a 5xx for a failed node.
+    pub fn back_end(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code::INTERNAL, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {

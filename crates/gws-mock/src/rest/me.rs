@@ -1,5 +1,5 @@
 //! `/api/v2/me` and its read-only sub-resources, StartContactCenterSession and
-//! EndContactCenterSession (domain.md §3.3), plus the node-wide `/api/v2/services` and
+//! EndContactCenterSession (docs/protocols.md §5.2), plus the node-wide `/api/v2/services` and
 //! `/api/v2/diagnostics/version`.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tlib::Request;
 
-use super::auth::{authenticate, respond};
+use super::auth::{answer, authenticate};
 use super::body::Operation;
 use super::error::{code, ApiError};
 use super::tlib_call;
@@ -22,7 +22,7 @@ use crate::device::AgentState;
 use crate::notification;
 use crate::session::Session;
 
-/// The GWS version WWE 8.5.202.96 was seen talking to (domain.md §3.3).
+/// The GWS version a real WWE 8.5.202.96 was seen talking to (in its browser log).
 const GWS_VERSION: &str = "8.5.202.96";
 
 /// `GET /api/v2/diagnostics/version` (no session needed: load balancers probe it).
@@ -37,11 +37,11 @@ pub async fn services(State(ctx): State<Arc<Ctx>>, method: Method, headers: Head
         Err(e) => return e.into_response(),
     };
     let services = ctx.state().services();
-    respond(
+    answer(
         &ctx,
         &authed,
         &method,
-        json!({"statusCode": 0, "services": services}),
+        Ok(json!({"statusCode": 0, "services": services})),
     )
 }
 
@@ -97,17 +97,14 @@ pub async fn get(
         .unwrap_or_default();
     let user = {
         let st = ctx.state();
-        match st.sessions.get(&authed.sid) {
-            Some(s) => user_json(s, &subresources, &st.base),
-            None => return ApiError::access_denied().into_response(),
-        }
+        st.sessions
+            .get(&authed.sid)
+            .map(|s| user_json(s, &subresources, &st.base))
     };
-    respond(
-        &ctx,
-        &authed,
-        &method,
-        json!({"statusCode": 0, "user": user}),
-    )
+    let result = user
+        .map(|user| json!({"statusCode": 0, "user": user}))
+        .ok_or_else(ApiError::access_denied);
+    answer(&ctx, &authed, &method, result)
 }
 
 /// `GET /api/v2/me/devices`.
@@ -145,12 +142,14 @@ fn read_session(
     };
     let body = {
         let st = ctx.state();
-        match st.sessions.get(&authed.sid) {
-            Some(s) => render(s, &st.base),
-            None => return ApiError::access_denied().into_response(),
-        }
+        st.sessions.get(&authed.sid).map(|s| render(s, &st.base))
     };
-    respond(ctx, &authed, method, body)
+    answer(
+        ctx,
+        &authed,
+        method,
+        body.ok_or_else(ApiError::access_denied),
+    )
 }
 
 /// `POST /api/v2/me` StartContactCenterSession / EndContactCenterSession.
@@ -176,23 +175,19 @@ pub async fn post(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let Some(dn) = ctx
+    let dn = ctx
         .state()
         .sessions
         .get(&authed.sid)
-        .map(|s| s.user.dn.clone())
-    else {
-        return ApiError::access_denied().into_response();
+        .map(|s| s.user.dn.clone());
+    let result = match dn {
+        None => Err(ApiError::access_denied()),
+        Some(dn) if op.name == "StartContactCenterSession" => {
+            start(&ctx, &authed.sid, &dn, &channels).await
+        }
+        Some(dn) => end(&ctx, &authed.sid, &dn).await,
     };
-    let result = if op.name == "StartContactCenterSession" {
-        start(&ctx, &authed.sid, &dn, &channels).await
-    } else {
-        end(&ctx, &authed.sid, &dn).await
-    };
-    match result {
-        Ok(body) => respond(&ctx, &authed, &method, body),
-        Err(e) => e.into_response(),
-    }
+    answer(&ctx, &authed, &method, result)
 }
 
 /// `channels`: a list of channel names, `["voice"]` when absent.
@@ -212,7 +207,11 @@ fn channels_of(op: &Operation) -> Result<Vec<String>, ApiError> {
 }
 
 /// RegisterAddress then AgentLogin for the voice channel; other channels have no back end here
-/// and succeed. A voice failure next to successes is a partial success (statusCode 7, observed).
+/// and succeed. A voice channel that cannot start (its DN out of service because the owner is
+/// unreachable, R10; a call in progress, R5; no SIP node) is reported as GWS reports a channel
+/// that failed beside others (observed): HTTP 200, statusCode 7, the channel in `failed` — also
+/// when voice was the only channel, so `succeeded` may be empty. The session stays, and the
+/// desktop sees the voice channel's state (out of service, or logged out) on its views and CometD.
 async fn start(ctx: &Ctx, sid: &str, dn: &str, channels: &[String]) -> Result<Value, ApiError> {
     let others: Vec<Value> = channels
         .iter()
@@ -229,7 +228,7 @@ async fn start(ctx: &Ctx, sid: &str, dn: &str, channels: &[String]) -> Result<Va
     );
     match voice {
         Ok(()) => Ok(json!({"statusCode": 0})),
-        Err(e) if others.is_empty() => Err(e),
+        Err(e) if e.code == code::NOT_AUTHENTICATED => Err(e),
         Err(e) => Ok(json!({
             "statusCode": code::PARTIAL_SUCCESS,
             "failed": [e.channel_failure("voice")],
@@ -257,7 +256,7 @@ async fn start_voice(ctx: &Ctx, sid: &str, dn: &str) -> Result<(), ApiError> {
         .and_then(|e| e.get("DNStatus"))
         .is_none_or(|s| s != "OutOfService");
     if !in_service {
-        return Err(ApiError::internal(format!(
+        return Err(ApiError::back_end(format!(
             "Device '{dn}' is not registered."
         )));
     }

@@ -1,4 +1,4 @@
-//! `POST /api/v2/me/channels/voice`: the agent's state on the voice channel (domain.md §3.3).
+//! `POST /api/v2/me/channels/voice`: the agent's voice-channel state (docs/protocols.md §5.2).
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tlib::{AgentWorkMode, KvList, Request};
 
-use super::auth::{authenticate, respond};
+use super::auth::{answer, authenticate};
 use super::body::Operation;
 use super::error::ApiError;
 use super::tlib_call;
@@ -37,23 +37,34 @@ pub async fn post(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let session = ctx.state().sessions.get(&authed.sid).map(|s| {
+    let result = set_agent_state(&ctx, &authed.sid, &op.name, reason).await;
+    answer(&ctx, &authed, &method, result)
+}
+
+async fn set_agent_state(
+    ctx: &Ctx,
+    sid: &str,
+    operation: &str,
+    reason: Option<String>,
+) -> Result<serde_json::Value, ApiError> {
+    let session = ctx.state().sessions.get(sid).map(|s| {
         let usable = s.contact_center && s.device.state == DeviceState::Active;
         (s.user.dn.clone(), usable)
     });
     let Some((dn, usable)) = session else {
-        return ApiError::access_denied().into_response();
+        return Err(ApiError::access_denied());
     };
     // Observed: NotReady while the DN is not registered (no session for it, or its phone is not
-    // registered) is 500 / 4.
+    // registered) is 500 / 4; a 4xx here (see `ApiError::back_end`).
     if !usable {
-        return ApiError::internal(format!("Device '{dn}' is not registered.")).into_response();
+        return Err(ApiError::back_end(format!(
+            "Device '{dn}' is not registered."
+        )));
     }
-    let request = agent_request(&op.name, &dn, reason);
-    match tlib_call::send(&ctx, &authed.sid, &dn, request).await {
-        Ok(_) => respond(&ctx, &authed, &method, json!({"statusCode": 0})),
-        Err(e) => e.into_response(),
-    }
+    let request = agent_request(operation, &dn, reason);
+    tlib_call::send(ctx, sid, &dn, request)
+        .await
+        .map(|_| json!({"statusCode": 0}))
 }
 
 /// The T-Library request for an operation (`Ready` or one of the NotReady flavours).
