@@ -26,6 +26,8 @@ const MAX_USERS: usize = 100_000;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: nodekit::telemetry::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -117,6 +119,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    cli.log.init("warn");
     match cli.command {
         Command::Login { user, desktop } => login(desktop.config(&user), desktop.json).await,
         Command::Swarm {

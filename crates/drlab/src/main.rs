@@ -18,6 +18,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: nodekit::telemetry::LogArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", report.render());
         }
         Command::Up { topology, profile } => {
-            nodekit::telemetry::init("info");
+            cli.log.init("info");
             let (topology, _) = load(topology.as_ref())?;
             let lab = Lab::start(&topology, profile.as_deref()).await?;
             println!(

@@ -3,6 +3,7 @@
 use clap::Parser;
 use gws_mock::{GwsConfig, SipNodeRef};
 use nodekit::cli::NodeArgs;
+use nodekit::telemetry::LogArgs;
 
 /// mimalloc returns freed pages to the OS, so memory drops back after a login storm.
 #[global_allocator]
@@ -14,6 +15,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    log: LogArgs,
     /// HTTP port (REST + CometD) on the node's address.
     #[arg(long)]
     http_port: Option<u16>,
@@ -35,8 +38,8 @@ fn parse_sip_node(s: &str) -> Result<SipNodeRef, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    nodekit::telemetry::init("info");
     let cli = Cli::parse();
+    cli.log.init("info");
     let resolved = cli.node.resolve("gws1", |config: &mut GwsConfig| {
         if let Some(p) = cli.http_port {
             config.http_port = p;

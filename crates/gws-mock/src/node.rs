@@ -59,6 +59,7 @@ pub async fn start(mut config: GwsConfig) -> anyhow::Result<GwsNode> {
     let faults = Faults::new();
     let journal = Journal::new(&config.name, config.journal_capacity);
     let metrics = Arc::new(GwsMetrics::new(&config.name));
+    metrics.registry.register_faults(&faults);
     let services = Services::start(&config, http_listener, &faults, &journal, &metrics);
     let life = Lifecycle::new(&config.name, &config.dc, journal, faults, services);
     let node = GwsNode {

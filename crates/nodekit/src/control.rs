@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /state` (also `/status`) | the node's whole state as JSON |
 //! | `GET /events?since=SEQ&limit=N&wait_ms=W` | journal entries after `SEQ`; with `wait_ms` it long-polls until one exists |
-//! | `GET /metrics` | Prometheus text |
+//! | `GET /metrics` | the node's metrics, fault-layer counters included, as OpenMetrics text |
 //! | `GET /faults`, `POST /faults`, `DELETE /faults`, `DELETE /faults/{id}` | the fault layer |
 //! | `POST /crash` | close every socket abruptly, keep the process |
 //! | `POST /restart` | start the node's services again (fresh state, as a real restart) |
@@ -16,7 +16,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +45,8 @@ pub trait ControlTarget: Send + Sync + 'static {
     fn state(&self) -> BoxFuture<'_, Value>;
     fn journal(&self) -> &Journal;
     fn faults(&self) -> &Faults;
-    /// The node's own metrics in Prometheus text (the fault-layer counters are added here).
+    /// The node's whole OpenMetrics exposition, `# EOF` included: [`crate::Metrics::render`] of
+    /// a registry that also holds the fault layer's counters ([`crate::Metrics::register_faults`]).
     fn metrics_text(&self) -> String;
     /// Closes every socket abruptly; the control plane stays up.
     fn crash(&self) -> BoxFuture<'_, ()>;
@@ -220,57 +220,12 @@ async fn events(
 }
 
 async fn metrics(State(t): State<Target>) -> Response {
-    let mut text = t.metrics_text();
-    text.push_str(&fault_metrics(t.node_name(), t.faults()));
-    let mut resp = text.into_response();
+    let mut resp = t.metrics_text().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     resp
-}
-
-/// The fault layer's counters in Prometheus text.
-fn fault_metrics(node: &str, faults: &Faults) -> String {
-    let s = faults.stats();
-    let mut out = String::new();
-    for (name, help, value) in [
-        (
-            "drlab_fault_dropped_datagrams",
-            "Datagrams lost to drop/loss/reject rules",
-            &s.dropped_datagrams,
-        ),
-        (
-            "drlab_fault_dropped_bytes",
-            "Bytes lost to drop/loss/reject rules",
-            &s.dropped_bytes,
-        ),
-        (
-            "drlab_fault_delayed_datagrams",
-            "Datagrams held back by delay rules",
-            &s.delayed_datagrams,
-        ),
-        (
-            "drlab_fault_rejected_connections",
-            "TCP connections refused by reject rules",
-            &s.rejected_connections,
-        ),
-        (
-            "drlab_fault_reset_connections",
-            "TCP connections reset by the fault layer",
-            &s.reset_connections,
-        ),
-    ] {
-        out.push_str(&format!(
-            "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total{{node=\"{node}\"}} {}\n",
-            value.load(Ordering::Relaxed)
-        ));
-    }
-    out.push_str(&format!(
-        "# HELP drlab_fault_rules Fault rules in force.\n# TYPE drlab_fault_rules gauge\ndrlab_fault_rules{{node=\"{node}\"}} {}\n",
-        faults.list().len()
-    ));
-    out
 }
 
 async fn list_faults(State(t): State<Target>) -> Json<Value> {

@@ -1,8 +1,8 @@
 //! What every drlab node shares (docs/architecture.md §6): the control plane served over HTTP,
-//! the event journal, Prometheus metrics, the crash / restart lifecycle, ADDP settings, duration
-//! parsing for configuration files, the common command-line flags and the tracing set-up. Each
-//! node type implements [`ControlTarget`]; the same operations back the HTTP endpoints and the
-//! in-process `NodeHandle`s, so local and remote control behave alike.
+//! the event journal, OpenMetrics metrics, the crash / restart lifecycle, ADDP settings, duration
+//! parsing for configuration files, the common command-line flags and the tracing set-up
+//! (`--log-format`). Each node type implements [`ControlTarget`]; the same operations back the
+//! HTTP endpoints and the in-process `NodeHandle`s, so local and remote control behave alike.
 
 pub mod addp;
 pub mod cli;

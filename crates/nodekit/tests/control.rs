@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use netfault::Faults;
 use nodekit::control::BoxFuture;
-use nodekit::{serve_control, ControlTarget, Journal};
+use nodekit::{serve_control, ControlTarget, Journal, Metrics};
+use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{json, Value};
 
 struct Toy {
     journal: Journal,
     faults: Faults,
+    metrics: Metrics,
     crashes: AtomicUsize,
 }
 
@@ -28,7 +30,7 @@ impl ControlTarget for Toy {
         &self.faults
     }
     fn metrics_text(&self) -> String {
-        "# TYPE toy_up gauge\ntoy_up 1\n".into()
+        self.metrics.render()
     }
     fn crash(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {
@@ -41,9 +43,16 @@ impl ControlTarget for Toy {
 }
 
 async fn start(token: Option<&str>) -> (Arc<Toy>, String, nodekit::ControlServer) {
+    let faults = Faults::new();
+    let metrics = Metrics::new("toy");
+    metrics
+        .register("toy_up", "1 while the toy runs", Gauge::<i64>::default())
+        .set(1);
+    metrics.register_faults(&faults);
     let toy = Arc::new(Toy {
         journal: Journal::new("toy", 100),
-        faults: Faults::new(),
+        faults,
+        metrics,
         crashes: AtomicUsize::new(0),
     });
     let server = serve_control(
@@ -174,16 +183,17 @@ async fn faults_state_events_metrics_crash() {
         400
     );
 
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("toy_up 1"));
-    assert!(metrics.contains("drlab_fault_rules{node=\"toy\"} 0"));
+    let resp = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let metrics = resp.text().await.unwrap();
+    assert!(metrics.contains("toy_up{node=\"toy\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("drlab_fault_rules{node=\"toy\"} 0\n# EOF\n"),
+        "{metrics}"
+    );
 
     assert_eq!(
         http.post(format!("{base}/crash"))
@@ -249,6 +259,7 @@ async fn non_loopback_needs_a_token() {
     let toy = Arc::new(Toy {
         journal: Journal::new("toy", 1),
         faults: Faults::new(),
+        metrics: Metrics::new("toy"),
         crashes: AtomicUsize::new(0),
     });
     let err = serve_control("0.0.0.0:0".parse().unwrap(), toy, None)

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::balancer::{Balancer, RouteKey, Selection};
 use crate::config::{NextUpstream, Sticky};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Why an attempt on a peer failed, in `proxy_next_upstream` terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,13 +16,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::accept::{log_timeout, Client, MAX_HEADER_BYTES};
 use crate::attempts::{AttemptError, Attempts, Failure};
 use crate::balancer::RouteKey;
 use crate::deadline::Deadline;
+use crate::error_page::error_page_body;
 use crate::framing::BodyCodec;
 use crate::h1::{self, Framing, RequestHead};
 use crate::link::Link;
-use crate::server::{error_page_body, log_timeout, Client, Shared, MAX_HEADER_BYTES};
+use crate::shared::Shared;
 
 /// Largest upstream response head read; beyond it the answer is an invalid header.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;

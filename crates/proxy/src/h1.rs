@@ -10,6 +10,8 @@ use std::mem::MaybeUninit;
 
 use httparse::{Header, ParserConfig, Status};
 
+use crate::headers::{connection_named, is_hop_by_hop, tokens};
+
 /// Header fields parsed per head; a head with more goes to the general path.
 pub const MAX_HEADERS: usize = 64;
 
@@ -179,7 +181,7 @@ pub fn encode_request(out: &mut Vec<u8>, head: &RequestHead, client_ip: &[u8], b
     for part in [head.method, " ", head.target, " HTTP/1.1\r\n"] {
         out.extend_from_slice(part.as_bytes());
     }
-    let named = connection_named(head.headers);
+    let named = connection_named(field_values(head.headers, "connection"));
     let mut xff: Option<&[u8]> = None;
     for h in head.headers {
         if h.name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -325,7 +327,7 @@ pub fn encode_response(out: &mut Vec<u8>, head: &ResponseHead) {
     out.push(b' ');
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let named = connection_named(head.headers);
+    let named = connection_named(field_values(head.headers, "connection"));
     for h in head.headers {
         if !is_hop_by_hop(h.name, &named) {
             put_header(out, h.name.as_bytes(), h.value);
@@ -350,51 +352,6 @@ fn itoa3(code: u16) -> [u8; 3] {
         b'0' + (c / 10 % 10) as u8,
         b'0' + (c % 10) as u8,
     ]
-}
-
-/// Whether field `name` is hop-by-hop: by definition (RFC 9110 §7.6.1) or because the head's
-/// `Connection` fields name it (`named`, see [`connection_named`]). Runs for every field passed
-/// on, so the fixed names are told apart by length first.
-fn is_hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
-    let fixed: &[&str] = match name.len() {
-        2 => &["te"],
-        7 => &["trailer", "upgrade"],
-        10 => &["connection", "keep-alive"],
-        16 => &["proxy-connection"],
-        17 => &["transfer-encoding"],
-        _ => &[],
-    };
-    fixed.iter().any(|f| name.eq_ignore_ascii_case(f))
-        || named
-            .iter()
-            .any(|n| name.as_bytes().eq_ignore_ascii_case(n))
-}
-
-/// The field names the `Connection` fields of a head list (most heads list none, and then
-/// nothing is allocated).
-fn connection_named<'b>(headers: &[Header<'b>]) -> Vec<&'b [u8]> {
-    let mut named = Vec::new();
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("connection") {
-            for t in tokens(h.value) {
-                let option = [&b"close"[..], b"keep-alive", b"upgrade"]
-                    .iter()
-                    .any(|o| t.eq_ignore_ascii_case(o));
-                if !option {
-                    named.push(t);
-                }
-            }
-        }
-    }
-    named
-}
-
-/// The comma-separated tokens of a field value.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

@@ -7,10 +7,15 @@
 //!   clock: round robin, `hash $cookie_JSESSIONID consistent` ([`ring`]: ketama, CRC32),
 //!   `ip_hash`, NGINX Plus `sticky learn` / `sticky cookie`. Checked against real nginx in
 //!   `tests/nginx_parity.rs`.
-//! - [`server`]: forwarding over pooled keep-alive connections through the fault layer
-//!   (`http:{proxy}-{server}` links), `proxy_next_upstream` rules, streaming responses with
-//!   `proxy_read_timeout` between reads, WebSocket tunnel, access log (`proxy::access` target),
-//!   journal events (`upstream.failed`, `sticky.rebind`), control plane via [`nodekit`].
+//! - [`node`]: the proxy as a drlab node: [`ProxyHandle`], the control plane via [`nodekit`]
+//!   (`/state`, OpenMetrics `/metrics`, `/faults`, `/events`, `/crash`, `/restart`) and crash /
+//!   restart on nodekit's `Lifecycle`. Each run shares one `shared` state (balancers, pools,
+//!   counters); `accept` hands each client connection to a task.
+//! - `general`: hyper's server and client for the requests the fast path leaves: forwarding over
+//!   pooled keep-alive connections through the fault layer (`http:{proxy}-{server}` links),
+//!   `proxy_next_upstream` rules, streaming responses with `proxy_read_timeout` between reads,
+//!   the WebSocket `tunnel`, access log (`proxy::access` target), journal events
+//!   (`upstream.failed`, `sticky.rebind`). `headers` holds the hop-by-hop rules both paths apply.
 //! - [`pool`]: idle keep-alive upstream connections (`keepalive N`), each back in the pool as
 //!   soon as its response body has been read.
 //! - `fast`: the fast path a client connection starts on, for requests without a body or with a
@@ -35,20 +40,27 @@
 //! primaries are exhausted), which nginx refuses, and `client_header_timeout` also bounds how
 //! long an idle keep-alive client is kept (nginx: `keepalive_timeout`).
 
+mod accept;
 mod attempts;
 pub mod balancer;
 pub mod body;
 pub mod config;
 pub mod crc32;
 mod deadline;
+mod error_page;
 mod fast;
 mod framing;
+mod general;
 mod h1;
+mod headers;
 mod link;
+mod metrics;
+pub mod node;
 pub mod pool;
 mod rewind;
 pub mod ring;
-pub mod server;
+mod shared;
+mod tunnel;
 
 pub use config::{Config, ServerConfig, Sticky, UpstreamConfig};
-pub use server::{start, start_with_faults, ProxyHandle, ProxyNode};
+pub use node::{start, start_with_faults, ProxyHandle, ProxyNode};

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use nodekit::telemetry::LogArgs;
 
 /// A per-request proxy allocates and frees many small buffers (heads, header maps, bodies);
 /// mimalloc does that with less work than the system allocator.
@@ -19,6 +20,8 @@ struct Cli {
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,11 +42,11 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?,
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, cli.log))
 }
 
-async fn run(config: proxy::Config) -> anyhow::Result<()> {
-    nodekit::telemetry::init("info");
+async fn run(config: proxy::Config, log: LogArgs) -> anyhow::Result<()> {
+    log.init("info");
     let handle = proxy::start(config).await?;
     tracing::info!(addr = %handle.local_addr(), "proxy started");
     tokio::signal::ctrl_c().await?;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use nodekit::cli::NodeArgs;
+use nodekit::telemetry::LogArgs;
 use sipserver_mock::NodeConfig;
 
 /// mimalloc returns freed pages to the OS, so memory drops back after bursts (e.g. when the
@@ -15,6 +16,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    log: LogArgs,
     /// SIP port (UDP and TCP) on the node's address.
     #[arg(long)]
     sip_port: Option<u16>,
@@ -25,8 +28,8 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    nodekit::telemetry::init("info");
     let cli = Cli::parse();
+    cli.log.init("info");
     let resolved = cli.node.resolve("ss1", |config: &mut NodeConfig| {
         if let Some(p) = cli.sip_port {
             config.sip_port = p;

@@ -112,6 +112,7 @@ pub async fn start(mut config: NodeConfig) -> anyhow::Result<SipNode> {
     let faults = Faults::new();
     let journal = Journal::new(&config.name, config.journal_capacity);
     let metrics = Arc::new(NodeMetrics::new(&config.name));
+    metrics.registry.register_faults(&faults);
     let next_client = Arc::new(AtomicU64::new(1));
     let peers = Arc::new(Mutex::new(config.peers.clone()));
     let (services, bound) = Services::start(

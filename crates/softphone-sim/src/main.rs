@@ -29,6 +29,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    #[command(flatten)]
+    log: nodekit::telemetry::LogArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,8 +176,9 @@ impl Common {
 // cross-thread wake-ups (futex, context switches) would cost more CPU than the work itself.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    nodekit::telemetry::init("warn");
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    cli.log.init("warn");
+    match cli.command {
         Cmd::Register(args) => register(args).await,
         Cmd::Gateway(args) => gateway(args).await,
         Cmd::Call(args) => call(args).await,

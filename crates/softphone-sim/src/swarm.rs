@@ -113,6 +113,7 @@ impl Swarm {
         let local = transport.local_addr();
         let journal = Journal::new(&config.name, config.journal_capacity);
         let metrics = Arc::new(SimMetrics::new(&config.name));
+        metrics.registry.register_faults(&faults);
         let (silent_tx, silent_rx) = mpsc::channel(SILENT_REPORTS);
         let (commands, command_rx) = mpsc::channel(COMMANDS);
         let mut engine = Engine::new(
