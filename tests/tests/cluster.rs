@@ -302,8 +302,7 @@ async fn r8_no_move_during_acw_then_the_move_after_wrap_up() {
     let gateway = TestPhone::bind().await.unwrap();
     gateway.set_answer(AnswerMode::Auto);
     let lab = start_lab(|t| {
-        t.replace("127.0.3.1:5060", &gateway.local_addr().to_string())
-            .replace(
+        with_gateway(&t, gateway.local_addr()).replace(
                 "logout_on_disconnect = true",
                 "logout_on_disconnect = false",
             )
