@@ -5,13 +5,13 @@
 //! * [`lab`] — starting and stopping every node of a topology;
 //! * [`orchestra`] — the layer every front end shares: lab handle, actors, named faults,
 //!   roles, one merged history, status;
-//! * [`fault`] — `drlab fault cut|heal` through the nodes' control planes;
+//! * [`scenario`] — `drlab scenario`: the seed's DR scenarios, checked id by id;
 //! * [`bench`] — benchmarks that run a lab and print figures (`drlab bench cluster`).
 
 pub mod bench;
-pub mod fault;
 pub mod lab;
 pub mod orchestra;
+pub mod scenario;
 pub mod topology;
 
 pub use lab::Lab;

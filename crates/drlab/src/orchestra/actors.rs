@@ -94,13 +94,14 @@ impl Actors {
         Ok(desktop)
     }
 
-    /// Logs `agent` in through the proxy at `url` until its session lands on GWS node `gws`
-    /// (the proxy spreads new sessions round robin): a desktop that lands elsewhere logs out and
-    /// a new one logs in. `sessions` names the history source of each GWS node behind the proxy.
+    /// Logs `agent` in with `cfg` (through a proxy) until its session lands on GWS node `gws`
+    /// (the proxy spreads new sessions round robin): a desktop that lands elsewhere logs out
+    /// and a new one logs in. `behind_proxy` names the GWS nodes (history sources) the proxy
+    /// may pick.
     pub async fn desktop_on(
         &self,
         history: &History,
-        url: &str,
+        cfg: DesktopConfig,
         agent: &Agent,
         gws: &str,
         behind_proxy: &[String],
@@ -108,9 +109,7 @@ impl Actors {
     ) -> Result<Desktop, String> {
         for _ in 0..PLACEMENT_ATTEMPTS {
             let mark = history.mark();
-            let desktop = self
-                .desktop(self.desktop_config(url, agent), patience)
-                .await?;
+            let desktop = self.desktop(cfg.clone(), patience).await?;
             let landed = behind_proxy.iter().find(|node| {
                 history
                     .find(&mark, node, |e| {

@@ -475,3 +475,63 @@ pub async fn heal_all(lab: &LabHandle) -> anyhow::Result<Vec<String>> {
     }
     Ok(lines)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestra::iptables::Installed;
+    use crate::{Lab, Topology};
+
+    fn words(w: &str) -> Vec<String> {
+        w.split_whitespace().map(String::from).collect()
+    }
+
+    #[tokio::test]
+    async fn named_faults_go_through_the_control_planes_and_heal_by_name() {
+        let topology = Topology::embedded().with_ephemeral_ports();
+        let lab = Lab::start(&topology, Some("fast")).await.unwrap();
+        let handle = LabHandle::from_lab(&lab);
+        let mut installed = Installed::default();
+        let cut = Fault::parse(&words("cut dc1 dc2"), Layer::Tc, &handle).unwrap();
+        assert_eq!(cut.to_string(), "cut dc1 dc2");
+        let steps = cut.plan(&handle, Via::Builtin, Mode::Drop).unwrap();
+        let lines = apply(&handle, &steps, &mut installed).await.unwrap();
+        assert_eq!(lines.len(), 8, "{lines:?}");
+        assert_eq!(lab.sip_node("ss1").unwrap().faults().list().len(), 2);
+        let tlib = Fault::parse(&words("cut gws1 ss1"), Layer::Tc, &handle).unwrap();
+        let tlib_steps = tlib.plan(&handle, Via::Builtin, Mode::Reject).unwrap();
+        apply(&handle, &tlib_steps, &mut installed).await.unwrap();
+        let rules = lab.gws_node("gws1").unwrap().faults().list();
+        assert_eq!(rules[0].rule.link, "tlib:gws1-ss1");
+        // Healing the DC cut by name leaves the other fault.
+        undo(&handle, &steps, &mut installed).await.unwrap();
+        assert!(lab.sip_node("ss1").unwrap().faults().list().is_empty());
+        assert_eq!(lab.gws_node("gws1").unwrap().faults().list().len(), 1);
+        heal_all(&handle).await.unwrap();
+        assert!(lab.gws_node("gws1").unwrap().faults().list().is_empty());
+        lab.shutdown().await;
+    }
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        let handle = LabHandle::from_topology(&Topology::embedded()).unwrap();
+        let e = Fault::parse(&words("crash ss9"), Layer::Tc, &handle).unwrap_err();
+        assert!(
+            e.to_string().contains("ss9") && e.to_string().contains("gws1"),
+            "{e}"
+        );
+        let e = Fault::parse(&words("cut dc1 dc9"), Layer::Tc, &handle).unwrap_err();
+        assert!(e.to_string().contains("valid: dc1, dc2"), "{e}");
+        let e = Fault::parse(&words("melt ss1"), Layer::Tc, &handle).unwrap_err();
+        assert!(e.to_string().contains("cut DC DC"), "{e}");
+        let f = Fault::parse(&words("cut proxy-dc1 gws1"), Layer::Tc, &handle).unwrap();
+        let steps = f.plan(&handle, Via::Iptables, Mode::Reject).unwrap();
+        let Step::Iptables(rules) = &steps[0] else {
+            panic!("iptables expected")
+        };
+        assert_eq!(
+            rules[0].describe(),
+            "iptables -I INPUT -s 127.0.1.10 -d 127.0.1.11 -p tcp --dport 8090 -j REJECT --reject-with tcp-reset"
+        );
+    }
+}

@@ -63,6 +63,11 @@ impl History {
         Mark(self.sources.iter().map(|(_, j)| j.last_seq()).collect())
     }
 
+    /// The beginning: every entry the journals still hold.
+    pub fn mark_start(&self) -> Mark {
+        Mark(vec![0; self.sources.len()])
+    }
+
     /// Every entry after `mark`, merged in time order.
     pub fn since(&self, mark: &Mark) -> Vec<Event> {
         let mut all: Vec<Event> = self

@@ -111,6 +111,11 @@ impl Installed {
         });
     }
 
+    /// Leaves the rules in place when dropped (`drlab fault` exits; `heal` removes them).
+    pub fn keep(mut self) {
+        self.0.clear();
+    }
+
     pub fn clear(&mut self) {
         for r in self.0.drain(..) {
             r.delete();
