@@ -7,7 +7,7 @@
 # (RegisterAddress + AgentLogin on the SIP node), state load; then a parked long-poll.
 # Prints the time until every desktop is logged in, the login rate, and the CPU and memory of
 # the desktop-sim process next to the servers' CPU, and how many times cheaper the simulator is
-# than the servers together and than the busiest one (issue 7: at least 3x).
+# than the servers together and than the busiest one (the target: at least 3x).
 #
 #   bench/desktop/run.sh [--desktops 5000] [--max-logging-in 500] [--rate 0]
 #                        [--transport long-polling|websocket] [--no-build]
@@ -149,6 +149,6 @@ for name, cpu in servers.items():
 total = sum(servers.values())
 busiest = max(servers, key=servers.get)
 print(f"servers' CPU:          {total:.2f} s, {total / logins * 1e6:.0f} us per login")
-# Issue 7: the simulator must cost at most a third of what the servers it drives cost.
+# The target: the simulator must cost at most a third of what the servers it drives cost.
 print(f"ratio servers/sim:     {total / sim:.1f}x (all servers), {servers[busiest] / sim:.1f}x ({busiest}, the busiest)")
 PY

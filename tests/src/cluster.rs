@@ -262,18 +262,12 @@ impl Drop for IptablesRules {
 /// Whether real iptables rules can be used here; CI sets `DRLAB_REQUIRE_IPTABLES=1` so that a
 /// missing iptables fails there instead of skipping.
 pub fn iptables_usable() -> bool {
-    let ok = std::process::Command::new("iptables")
-        .args(["-L", "INPUT", "-n"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("DRLAB_REQUIRE_IPTABLES").is_none(),
-            "iptables is required (DRLAB_REQUIRE_IPTABLES) but not usable"
-        );
-        eprintln!("SKIPPED: iptables is not usable here (needs root and the iptables package)");
-    }
-    ok
+    nodekit::peer::available(
+        nodekit::peer::runs("iptables", &["-L", "INPUT", "-n"]),
+        "iptables",
+        "DRLAB_REQUIRE_IPTABLES",
+        "needs root and apt-get install iptables",
+    )
 }
 
 /// The embedded topology moved to its own address ranges (127.0.11.x / 127.0.12.x), so that

@@ -235,15 +235,10 @@ pub fn call_is(state: &'static str) -> impl FnMut(&Value) -> bool {
 /// Whether a real CometD client library (Python `aiocometd-ng`) is installed. CI sets
 /// `DRLAB_REQUIRE_COMETD=1` so a missing library fails there.
 pub fn cometd_client_available() -> bool {
-    let found = std::process::Command::new("python3")
-        .args(["-c", "import aiocometd_ng"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os("DRLAB_REQUIRE_COMETD").is_some() {
-        panic!("aiocometd-ng is required (DRLAB_REQUIRE_COMETD is set) but not installed");
-    }
-    if !found {
-        eprintln!("SKIPPED: aiocometd-ng is not installed (pip install aiocometd-ng)");
-    }
-    found
+    nodekit::peer::available(
+        nodekit::peer::runs("python3", &["-c", "import aiocometd_ng"]),
+        "the CometD client aiocometd-ng",
+        "DRLAB_REQUIRE_COMETD",
+        "pip install aiocometd-ng",
+    )
 }

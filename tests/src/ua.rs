@@ -1,4 +1,4 @@
-//! Minimal SIP user agents over UDP for end-to-end tests of the B2BUA (domain.md §5.3):
+//! Minimal SIP user agents over UDP for end-to-end tests of the B2BUA (docs/protocols.md §4):
 //! [`TestPhone`], a registered softphone answering per [`AnswerMode`] (including 3pcc
 //! `NOTIFY Event: talk`), and [`TestCaller`], an inbound caller. Each runs its socket in a spawned
 //! task, reports what it saw on a bounded channel, and logs and ignores what it does not expect.

@@ -60,7 +60,7 @@ async fn state(node: &sipserver_mock::SipNode) -> Value {
     node.state().await
 }
 
-/// R7 and the documented event order (domain.md §2.7): Ringing → Established → NotReady(ACW) →
+/// R7 and the event order of docs/protocols.md §2.2: Ringing → Established → NotReady(ACW) →
 /// Released → (wrap-up) Ready; SDP passes through unchanged so media is direct.
 #[tokio::test]
 async fn r7_inbound_call_events_in_documented_order_and_acw_ends_by_timer() {

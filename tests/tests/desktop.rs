@@ -1,4 +1,4 @@
-//! desktop-sim against the in-process lab through the sticky proxy (issue 7, scenarios.md R13,
+//! desktop-sim against the in-process lab through the sticky proxy (docs/scenarios.md R13,
 //! R14, S1, S2.3): a desktop logs in and handles a call; its GWS node dies and it shows both R13
 //! messages at the right times, or logs in again on the other node; the voice channel goes out
 //! of service when GWS loses its SIP node; a swarm logs in with a session per desktop; CometD
@@ -32,7 +32,7 @@ async fn connected_and_ready(desktop: &Desktop) {
     assert!(screen.is_ok(), "not connected and Ready: {screen:?}");
 }
 
-/// Issue 7: Basic-auth login through the proxy, Ready, a call to the agent's softphone
+/// Basic-auth login through the proxy, Ready, a call to the agent's softphone
 /// followed Ringing → Established → Released, answered and hung up from the desktop.
 #[tokio::test]
 async fn desktop_logs_in_through_the_proxy_gets_ready_answers_and_hangs_up_a_call() {

@@ -91,7 +91,7 @@ async fn r12_refresh_keeps_dn_in_service() {
     assert_eq!(node.state().await["bindings"], 1);
 }
 
-/// Registrar rules of domain.md §5.2: unknown DN 404, too brief 423 + Min-Expires, Expires: 0
+/// The registrar (docs/protocols.md §4.1): unknown DN 404, too brief 423 + Min-Expires, Expires: 0
 /// removes, PSTN DNs are not SIP-registered, OPTIONS answered.
 #[tokio::test]
 async fn registrar_answers_follow_the_rules() {

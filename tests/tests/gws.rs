@@ -31,7 +31,7 @@ async fn logged_in_desktop(dn: &str) -> (sipserver_mock::SipNode, gws_mock::GwsN
     (sip, gws, desktop)
 }
 
-/// The main flow: Basic auth, StartContactCenterSession, LoggedIn then Ready over CometD,
+/// The main flow: Basic auth, StartContactCenterSession, LoggedIn then Ready over CometD,
 /// an inbound call Ringing → Established → Released, answered and hung up through REST.
 #[tokio::test]
 async fn desktop_logs_in_sees_ready_and_answers_and_hangs_up_a_call() {

@@ -108,8 +108,8 @@ async fn r12_softphone_refreshes_so_its_binding_outlives_the_first_expires() {
 }
 
 /// S4.3 and S4.4: the registrar (DC1) is cut silently; the phone notices when its refresh times
-/// out, registers at the next registrar (DC2), which puts the DN in service and owns it; DC1
-/// lets the binding expire.
+/// out, registers at the next registrar (DC2) at once, which puts the DN in service and owns it;
+/// DC1 lets the binding expire.
 #[tokio::test]
 async fn s4_3_softphone_fails_over_to_next_registrar_on_refresh_failure() {
     let ss1 = start_node("ss1", |_| {}).await;
@@ -132,6 +132,12 @@ async fn s4_3_softphone_fails_over_to_next_registrar_on_refresh_failure() {
     assert_eq!(d["reason"], "timeout", "{d}");
     assert_eq!(d["was_registered"], true, "{d}");
     assert_eq!(d["next"], ss3.sip_addr().to_string(), "{d}");
+    // Like a phone with an SRV list: the next registrar at once, no backoff (one registrar of two
+    // failed, not the whole list).
+    assert_eq!(
+        d["retry_in_ms"], 0,
+        "S4.3: the REGISTER to DC2 goes out at once: {d}"
+    );
     let at_ss3 = expect_entry(
         phone.journal(),
         failed.seq,
@@ -308,8 +314,8 @@ async fn softphone_hangs_up_with_bye() {
     assert_eq!(ended.detail()["reason"], "local_bye");
 }
 
-/// Desktop answer (domain.md §5.3): the phone rings until the node, asked by the agent's T-Lib
-/// client (`RequestAnswerCall`), sends the in-dialog NOTIFY `Event: talk`.
+/// Desktop answer (docs/protocols.md §4.3): the phone rings until the node, asked by the T-Lib
+/// client of the agent (`RequestAnswerCall`), sends the in-dialog NOTIFY `Event: talk`.
 #[tokio::test]
 async fn softphone_in_notify_mode_answers_when_the_desktop_answers_the_call() {
     let node = start_node("ss1", |_| {}).await;
@@ -433,15 +439,12 @@ fn kamailio_available() -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok();
-    if !found && std::env::var_os("DRLAB_REQUIRE_KAMAILIO").is_some() {
-        panic!(
-            "Kamailio is required (DRLAB_REQUIRE_KAMAILIO is set) but `kamailio` is not installed"
-        );
-    }
-    if !found {
-        eprintln!("SKIPPED: Kamailio is not installed (apt-get install kamailio)");
-    }
-    found
+    nodekit::peer::available(
+        found,
+        "Kamailio",
+        "DRLAB_REQUIRE_KAMAILIO",
+        "apt-get install kamailio",
+    )
 }
 
 /// A minimal Kamailio: in-memory registrar, and a stateful proxy to the registered contact.

@@ -1,4 +1,4 @@
-//! How long a desktop waits before its next reconnect attempt (anchors.md §5, §6).
+//! How long a desktop waits before its next reconnect attempt.
 //!
 //! Two policies. The CometD JavaScript client's, which WWE uses: the wait grows by
 //! `backoffIncrement` (1 s) per failure up to `maxBackoff` (60 s), with no jitter — so every

@@ -1,4 +1,4 @@
-//! The Bayeux messages a CometD client sends, and how it reads the replies (anchors.md §5).
+//! The Bayeux messages a CometD client sends and how it reads the replies (docs/protocols.md §5.3).
 //! Pure: the wire side is in [`crate::gws`] and [`crate::websocket`].
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use crate::failure::Failure;
 use crate::json::{Message, Notification};
 use crate::transport::Transport;
 
-/// The GWS API v2 topics a WWE desktop follows (domain.md §3.4).
+/// The GWS API v2 topics a WWE desktop follows (docs/protocols.md §5.3).
 pub const TOPICS: [&str; 4] = [
     "/v2/me/devices",
     "/v2/me/calls",

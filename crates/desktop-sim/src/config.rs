@@ -1,6 +1,6 @@
 //! One desktop's configuration: where GWS (or the proxy in front of it) is, who logs in, and
 //! the timers and policies of R13. Defaults are WWE's and the CometD JS client's; the fast
-//! profile matches the lab's (scenarios.md §0: `giveup_after` 3 s).
+//! profile matches the lab's (docs/scenarios.md §0: `giveup_after` 3 s).
 
 use std::time::Duration;
 

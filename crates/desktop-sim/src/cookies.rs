@@ -1,6 +1,6 @@
 //! One desktop's cookie jar: what a browser keeps for the GWS origin — `JSESSIONID` (the GWS
 //! session), `BAYEUX_BROWSER` (CometD's browser id) and, behind a proxy in `sticky cookie` mode,
-//! the proxy's route cookie. Every desktop has its own jar (anchors.md §5: CometD allows one
+//! the proxy's route cookie. Every desktop has its own jar (CometD allows one
 //! long-poll per `BAYEUX_BROWSER`, and sessions are per desktop), so a swarm of thousands behaves
 //! like thousands of browsers. A desktop talks to one origin, so cookies are keyed by name only.
 

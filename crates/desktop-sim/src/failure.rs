@@ -1,5 +1,5 @@
-//! Why an exchange with GWS failed, in the terms the desktop reacts to (R13, domain.md §3.1,
-//! §3.4): the link is gone (retry), the CometD client is unknown (handshake again), the session
+//! Why an exchange with GWS failed, in the terms the desktop reacts to (R13, docs/protocols.md
+//! §5): the link is gone (retry), the CometD client is unknown (handshake again), the session
 //! is unknown (log in again), or the server refused one operation (show it, stay connected).
 
 use crate::json::{Message, RestAnswer};
@@ -56,7 +56,7 @@ impl Failure {
         })
     }
 
-    /// Classifies a Bayeux reply message (`successful` and `error`, anchors.md §5).
+    /// Classifies a Bayeux reply message (`successful` and `error`).
     pub fn of_bayeux(reply: &Message) -> Result<(), Failure> {
         if reply.successful == Some(true) {
             return Ok(());

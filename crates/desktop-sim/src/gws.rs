@@ -1,5 +1,5 @@
 //! One desktop's side of the wire: GWS API v2 REST calls over HTTP/1.1 and CometD over
-//! long-polling or a WebSocket (domain.md §3.1–§3.4), with the desktop's own cookie jar and, when
+//! long-polling or a WebSocket (docs/protocols.md §5), with the desktop's own cookie jar and, when
 //! the server hands one out, its CSRF token. Every exchange is bounded in time and size and ends in a [`Failure`] the
 //! desktop can act on, never a panic.
 

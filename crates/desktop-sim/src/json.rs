@@ -1,5 +1,5 @@
 //! What a desktop reads in GWS's JSON — REST answers, Bayeux messages and the notifications they
-//! carry (domain.md §3.3–§3.4) — as typed views holding only the fields WWE shows or acts on.
+//! carry (docs/protocols.md §5) — as typed views holding only the fields WWE shows or acts on.
 //! Everything else in a body is skipped while parsing, which is most of it: a swarm parses a few
 //! bodies per login, and building a full `serde_json::Value` for each cost more CPU than the
 //! HTTP exchange around it. Absent fields take their defaults; a body that does not fit is

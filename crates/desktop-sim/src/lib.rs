@@ -1,4 +1,4 @@
-//! `desktop-sim`: WWE-like agent desktops, one or thousands (issue 7; scenarios.md R13, R14,
+//! `desktop-sim`: WWE-like agent desktops, one or thousands (docs/scenarios.md R13, R14,
 //! S1–S4).
 //!
 //! A desktop logs in to GWS API v2 — directly or through the sticky proxy — with Basic

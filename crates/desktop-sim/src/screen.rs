@@ -1,7 +1,7 @@
 //! What the agent sees on the desktop: the connection banner (R13), the voice channel (agent
 //! state, or out of service when the SIP side is lost — R13, S2.3, S3.5), the calls with their
 //! state, and the last notice (a refused request, an `ErrorMessage`). Plain data, changed only by
-//! pure functions of the GWS notifications and REST answers (domain.md §3.3–§3.4).
+//! pure functions of the GWS notifications and REST answers (docs/protocols.md §5).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
 //! `drlab bench cluster`: how fast the SIP Cluster settles after a partition heals, and how long
-//! the TC layer takes to relay T-Events (issue 4's benchmark).
+//! the TC layer takes to relay T-Events.
 //!
 //! 1. Settle: the DCs are cut (built-in `drop` on the TC links), a T-Lib client registers `dns`
 //!    PSTN DNs at ss1, so DC1 owns them and DC2 has never heard of them; then the cut heals and

@@ -1,7 +1,7 @@
-//! `drlab`: runs a two-DC Genesys SIP Cluster lab (and, as their crates land, GWS nodes, proxies
-//! and simulators) from a topology file, in one process.
+//! `drlab`: runs a two-DC Genesys lab — the SIP Cluster nodes, the GWS nodes and the proxy in
+//! front of each DC's GWS nodes — from a topology file, in one process.
 //!
-//! * [`topology`] — the TOML topology, with the default of architecture §2 compiled in;
+//! * [`topology`] — the TOML topology, with the default of docs/architecture.md §2 compiled in;
 //! * [`lab`] — starting and stopping every node of a topology;
 //! * [`orchestra`] — the layer every front end shares: lab handle, actors, named faults,
 //!   roles, one merged history, status;

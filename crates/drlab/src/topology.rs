@@ -41,7 +41,7 @@ pub struct Topology {
     pub proxies: Vec<ProxySpec>,
 }
 
-/// Protocol timers (scenarios.md §0).
+/// Protocol timers (docs/scenarios.md §0).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Timers {

@@ -38,8 +38,8 @@ pub struct GwsConfig {
     /// Users listed one by one (checked before the ranges).
     #[serde(default)]
     pub users: Vec<UserEntry>,
-    /// Users made from DN ranges; the default is architecture §2: `agent<DN>` / `password` for
-    /// 7000–7999 and 8000–8999.
+    /// Users made from DN ranges; the default (docs/architecture.md §2) is `agent<DN>` /
+    /// `password` for 7000–7999 and 8000–8999.
     #[serde(default = "UserRange::defaults")]
     pub user_ranges: Vec<UserRange>,
     /// A desktop session with no request (REST or CometD) for this long ends; its DN is
@@ -90,7 +90,7 @@ pub struct SipNodeRef {
     pub tlib: SocketAddr,
 }
 
-/// CometD server settings (anchors.md §5: CometD Java defaults).
+/// CometD server settings (defaults: the CometD Java server's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CometdSettings {
@@ -128,7 +128,7 @@ impl Default for CometdSettings {
     }
 }
 
-/// How the T-Lib link is re-established (T-Library client HA defaults, domain.md §2.5).
+/// How the T-Lib link is re-established (defaults: the T-Library client's HA settings).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconnectSettings {
@@ -219,7 +219,7 @@ impl GwsConfig {
         self
     }
 
-    /// The fast timer profile of scenarios.md §0 (tests and scenario runs).
+    /// The fast timer profile of docs/scenarios.md §0 (tests and scenario runs).
     pub fn with_fast_timers(mut self) -> Self {
         self.session_timeout = Duration::from_secs(2);
         self.cometd.timeout = Duration::from_millis(1000);

@@ -1,5 +1,5 @@
 //! An agent's voice device as GWS sees it through T-Library: device state, agent state and
-//! calls, and how each T-Event changes them (domain.md §2.7, §3.4). Plain data and one pure
+//! calls, and how each T-Event changes them (docs/protocols.md §2.2, §5.3). Plain data and one pure
 //! function, [`Device::apply`], so the mapping is tested without sockets.
 
 use serde_json::Value;
@@ -98,7 +98,7 @@ impl CallOperation {
 }
 
 impl Call {
-    /// `call.capabilities` in this state (domain.md §3.4, as observed from WWE).
+    /// `call.capabilities` in this state (as observed from WWE).
     pub fn capabilities(&self) -> &'static [&'static str] {
         match self.state {
             CallState::Ringing => &[

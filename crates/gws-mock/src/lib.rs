@@ -1,4 +1,4 @@
-//! `gws-mock`: one GWS API node double (architecture §1, issue 5).
+//! `gws-mock`: one GWS API node double (docs/architecture.md §1, §4.2).
 //!
 //! A desktop written for GWS 8.5 (WWE) talks to it over HTTP: the GWS API v2 subset at its real
 //! paths with Basic auth, `JSESSIONID` sessions and GWS `statusCode`s ([`rest`]), and CometD

@@ -1,6 +1,6 @@
 //! The JSON a desktop sees: REST resources and CometD notification bodies, shaped as in
-//! domain.md §3.3–§3.4. Pure functions of the device state; `base` is the node's
-//! `http://host:port` for `uri` fields.
+//! docs/protocols.md §5.2–§5.3 (after real GWS). Pure functions of the device state; `base`
+//! is the node's `http://host:port` for `uri` fields.
 
 use serde_json::{json, Value};
 use tlib::AgentWorkMode;
@@ -15,7 +15,7 @@ pub mod channel {
     pub const SERVICES: &str = "/notifications/services";
 }
 
-/// WWE's system agent-state ids (domain.md §3.3, observed).
+/// WWE's system agent-state ids (observed in a real WWE's log).
 const READY_ID: &str = "9430250E-0A1B-421F-B372-F29E69366DED";
 const NOT_READY_ID: &str = "900D55CC-2BB0-431F-8BF9-D3525B383BE6";
 const AFTER_CALL_WORK_ID: &str = "D3663509-3D82-4DD3-A82E-2EA8EFA02AEF";

@@ -1,5 +1,5 @@
 //! The T-Lib link: one connection per GWS node to the first reachable SIP node of its ordered
-//! list (domain.md §3.5), kept alive by ADDP, re-established from the top of the list after a
+//! list (local DC first), kept alive by ADDP, re-established from the top of the list after a
 //! loss, with a doubling wait between rounds in which no node answered. While it is up, T-Events
 //! become notifications; when it goes, every desktop is told the voice channel is out of service
 //! (R13); when it comes back, the DNs of contact-center sessions are registered again.

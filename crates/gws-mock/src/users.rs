@@ -1,4 +1,4 @@
-//! The node's users and their DNs (architecture §2: `agent<DN>` / `password`). Real GWS reads
+//! The node's users and their DNs (by default `agent<DN>` / `password`). Real GWS reads
 //! them from Configuration Server; here they come from the config file, listed one by one or
 //! made from DN ranges, so 2,000 agents cost no memory until they log in.
 
@@ -34,7 +34,7 @@ pub struct UserRange {
 }
 
 impl UserRange {
-    /// architecture §2: `agent<DN>` / `password` for the softphone and PSTN DN ranges.
+    /// The default users: `agent<DN>` / `password` for the softphone and PSTN DN ranges.
     pub fn defaults() -> Vec<UserRange> {
         ["7000-7999", "8000-8999"]
             .into_iter()

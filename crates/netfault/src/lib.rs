@@ -1,4 +1,4 @@
-//! The built-in fault layer of drlab (architecture §5.1).
+//! The built-in fault layer of drlab (docs/architecture.md §5; rules: docs/protocols.md §6).
 //!
 //! Every socket a drlab node opens is tagged with the *link* it serves — `tc:ss1-ss3`,
 //! `tlib:gws1-ss1`, `sip:ss1`, `http:proxy-dc1-gws1`, `media:7001` — and goes through this crate.

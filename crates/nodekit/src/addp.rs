@@ -16,7 +16,7 @@ pub struct AddpSettings {
 }
 
 impl Default for AddpSettings {
-    /// The Genesys defaults (scenarios.md §0).
+    /// The Genesys defaults (docs/scenarios.md §0).
     fn default() -> Self {
         AddpSettings {
             interval: Duration::from_secs(5),

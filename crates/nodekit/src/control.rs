@@ -1,4 +1,4 @@
-//! The control plane every node serves on its control port (architecture §3.4):
+//! The control plane every node serves on its control port (docs/protocols.md §6):
 //!
 //! | endpoint | does |
 //! |---|---|

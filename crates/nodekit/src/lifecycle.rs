@@ -1,6 +1,6 @@
 //! What every node handle does the same way: a slot for the services a crash kills and a restart
-//! brings back, and the control server that outlives them (architecture §3.4). Each node type
-//! says only how its services start and stop.
+//! brings back, and the control server that outlives them (docs/architecture.md §4.5). Each node
+//! type says only how its services start and stop.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

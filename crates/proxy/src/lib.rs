@@ -1,4 +1,4 @@
-//! `proxy`: the NGINX in front of the GWS nodes (issue 6). An HTTP/1.1 reverse proxy on hyper 1 +
+//! `proxy`: the NGINX in front of the GWS nodes. An HTTP/1.1 reverse proxy on hyper 1 +
 //! tokio whose routing reproduces nginx exactly, so DR scenarios see what a real nginx does to a
 //! sticky desktop when a GWS node fails.
 //!

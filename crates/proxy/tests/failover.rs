@@ -1,4 +1,4 @@
-//! End-to-end routing through the proxy with real upstream servers on loopback (issue 6).
+//! End-to-end routing through the proxy with real upstream servers on loopback.
 
 mod common;
 
@@ -302,7 +302,7 @@ async fn all_peers_down_gives_502_no_live_upstreams() {
 }
 
 /// Without `zone` each worker keeps its own peer state: every worker hits the dead node once
-/// before it skips it (anchors §3.1, step 3); with `zone` only the first request does.
+/// before it skips it (per-worker peer state, as nginx); with `zone` only the first request does.
 #[tokio::test]
 async fn per_worker_state_without_zone_each_worker_hits_the_dead_peer_once() {
     for (zone, expected_failures) in [(false, 3u64), (true, 1)] {

@@ -186,8 +186,8 @@ fn meta_connect(hold_ms: u64) -> hyper::Request<http_body_util::Full<bytes::Byte
         .unwrap()
 }
 
-/// The proxy of a CometD deployment: `proxy_read_timeout` above the server's hold (anchors
-/// §3.1), and client timers much shorter than the hold, which must not apply while it lasts.
+/// The proxy of a CometD deployment: `proxy_read_timeout` above the server's hold (as nginx
+/// needs), and client timers much shorter than the hold, which must not apply while it lasts.
 fn long_poll_config(up: &TestUpstream) -> proxy::Config {
     let mut cfg = config(&[up], Sticky::None);
     cfg.proxy_read_timeout = Duration::from_secs(70);

@@ -111,13 +111,7 @@ fn have_nginx() -> bool {
     if Path::new(NGINX).exists() {
         return true;
     }
-    // CI sets this so that a missing nginx fails instead of skipping (like DRLAB_REQUIRE_SIPP).
-    assert!(
-        std::env::var_os("DRLAB_REQUIRE_NGINX").is_none(),
-        "DRLAB_REQUIRE_NGINX is set but {NGINX} is missing (apt-get install nginx)"
-    );
-    eprintln!("nginx is not installed ({NGINX}): parity test skipped");
-    false
+    nodekit::peer::available(false, NGINX, "DRLAB_REQUIRE_NGINX", "apt-get install nginx")
 }
 
 async fn three() -> Vec<TestUpstream> {

@@ -1,6 +1,6 @@
 //! `sipcore`: the SIP layer every SIP side of drlab shares, on top of `rsip` 0.4.
 //!
-//! rsip gives us the message model; this crate adds what rsip lacks (see `anchors.md` §4):
+//! rsip gives us the message model; this crate adds what rsip lacks:
 //!
 //! * [`normalize`]: compact names, folding, bare LF and multi-value Contact/Via fixed up before
 //!   rsip sees the bytes (borrowed when nothing needs fixing),

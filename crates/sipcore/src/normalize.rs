@@ -1,6 +1,6 @@
 //! Pre-pass over raw SIP bytes that turns what real peers send into what `rsip` 0.4 accepts.
 //!
-//! rsip 0.4 only understands one narrow dialect of SIP (see `anchors.md` §4): CRLF line endings,
+//! rsip 0.4 only understands one narrow dialect of SIP: CRLF line endings,
 //! long header names, one value per Contact line, no header folding. Peers are less tidy:
 //! FreeSWITCH sends compact names (`l:`, `k:`), some stacks fold long headers or send several
 //! contacts on one line, test tools hand-write bare-LF messages. Rather than patching rsip we

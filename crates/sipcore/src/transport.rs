@@ -5,7 +5,7 @@
 //! [`SipTransport::send`] to that [`Source`]: UDP via `send_to`, TCP on the connection the
 //! request arrived on (connections are keyed by remote address, RFC 3261 §18.2.2), and a new
 //! outgoing connection bound to the node's own IP when there is none (so iptables partitions
-//! between loopback addresses apply, `domain.md` §8).
+//! between loopback addresses apply: Linux filters those too).
 //!
 //! Design points:
 //! * one UDP receive task for the socket (not a task per datagram), parsing in place;

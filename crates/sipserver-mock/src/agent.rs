@@ -1,4 +1,4 @@
-//! Emulated agent state on a DN (domain.md §1.4–§1.5, scenarios.md R4, R5): plain data and pure
+//! Emulated agent state on a DN (as T-Server emulates agents; R4, R5): plain data and pure
 //! transitions. The caller turns the results into T-Events.
 
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! Calls: the node as a back-to-back UA between a caller and an agent's phone (scenarios.md R5–R7,
-//! R11 on one node; domain.md §2.7, §5.3). SDP passes through unchanged, so media flows directly
-//! between the endpoints; the node only keeps the two dialogs and reports T-Events.
+//! R11 on one node; docs/protocols.md §4.2–§4.3). SDP passes through unchanged, so media flows
+//! directly between the endpoints; the node only keeps the two dialogs and reports T-Events.
 
 use std::time::Duration;
 

@@ -60,7 +60,7 @@ pub struct NodeConfig {
     pub journal_capacity: usize,
 }
 
-/// Registrar expiry policy (domain.md §5.2: the real server grants what is asked).
+/// Registrar expiry policy (the real server grants what is asked).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrarConfig {
@@ -85,7 +85,7 @@ impl Default for RegistrarConfig {
     }
 }
 
-/// Options with their Genesys names (domain.md §1.4, scenarios.md §0).
+/// Options with their Genesys (T-Server) names (docs/scenarios.md §0).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AgentOptions {
@@ -171,7 +171,7 @@ impl NodeConfig {
         self
     }
 
-    /// The fast timer profile of scenarios.md §0 (tests and scenario runs).
+    /// The fast timer profile of docs/scenarios.md §0 (tests and scenario runs).
     pub fn with_fast_timers(mut self) -> Self {
         self.options.ownership_move_delay = Duration::from_secs(1);
         self.options.wrap_up_time = Duration::from_secs(1);

@@ -78,7 +78,7 @@ pub struct DnState {
     /// Bumped on every ACW start, so a stale wrap-up timer does nothing.
     #[serde(skip)]
     pub acw_serial: u64,
-    /// The epoch of the latest ownership record known for the DN (cluster.rs).
+    /// The epoch of the latest ownership record known for the DN (see `cluster/mod.rs`).
     pub epoch: u64,
     /// Cluster state most DNs never need.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -35,7 +35,7 @@ impl DnRange {
         }
     }
 
-    /// The default plan of architecture §2: 7000–7999 softphone, 8000–8999 PSTN.
+    /// The default plan (docs/architecture.md §2): 7000–7999 softphone, 8000–8999 PSTN.
     pub fn defaults() -> Vec<DnRange> {
         vec![
             DnRange::new("7000-7999", DnKind::Softphone),

@@ -1,15 +1,17 @@
-//! `sipserver-mock`: one SIP Cluster node double (architecture §1).
+//! `sipserver-mock`: one SIP Cluster node double (docs/architecture.md §1, §4.1).
 //!
-//! A node speaks SIP over UDP and TCP as a registrar for softphone DNs, serves the
-//! T-Library-style protocol on its T-Lib port (DN registration, agent login/logout/ready/not
-//! ready, queries, DN service events), carries calls as a back-to-back UA with T-Events and
-//! third-party call control, applies the DR rules of `scenarios.md` (R1–R12; the cluster rules
-//! over the TC layer with its peers, `cluster.rs`), and exposes the common control plane (state, journal, metrics, faults, crash,
-//! restart). Start one with [`start`]; `drlab` starts several in one process.
+//! A node speaks SIP over UDP and TCP as a registrar for softphone DNs, serves the T-Lib protocol
+//! on its T-Lib port (DN registration, agent login/logout/ready/not ready, queries, DN service
+//! events), carries calls as a back-to-back UA with T-Events and third-party call control, keeps
+//! a TC-layer link to every other node, applies the DR rules of docs/scenarios.md (R1–R12), and
+//! serves the common control plane (state, journal, metrics, faults, crash, restart). Start one
+//! with [`start`]; `drlab` starts several in one process.
 //!
-//! Layout: [`core::NodeCore`] is the state and its transitions (`sip.rs` for SIP,
-//! `tcontroller.rs` for T-Lib), driven by one task in [`node`]; [`registrar`] and [`agent`] are
-//! pure state machines; `tlib_conn.rs` moves T-Lib frames.
+//! Layout: [`core::NodeCore`] is the state and its transitions — `sip.rs` (SIP dispatch, the
+//! registrar, OPTIONS), `b2bua.rs` (calls), `tcontroller.rs` (T-Lib requests) and [`cluster`]
+//! (ownership, moves, relaying and resynchronisation over the TC layer) — driven by one task in
+//! [`node`]. [`registrar`], [`agent`] and [`call`] are plain data with pure transitions;
+//! `tlib_conn.rs` moves T-Lib frames and [`tc`] TC-layer frames.
 
 pub mod agent;
 mod b2bua;

@@ -1,5 +1,5 @@
-//! The registrar of softphone DNs (domain.md §5.2) as plain data and pure transitions over an
-//! explicit clock, so that expiry is unit-tested with tokio's paused time.
+//! The registrar of softphone DNs (docs/protocols.md §4.1): plain data and pure transitions over
+//! an explicit clock, so that expiry is unit-tested with tokio's paused time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;

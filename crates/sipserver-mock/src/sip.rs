@@ -1,4 +1,4 @@
-//! The SIP side of the core: dispatch, the registrar (domain.md §5.2, scenarios.md R1, R12)
+//! The SIP side of the core: dispatch, the registrar (docs/protocols.md §4.1; R1, R12)
 //! and OPTIONS; calls are in `b2bua.rs`. Requests arrive parsed; answers go to the outbox.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! The TC layer: a link from this node to every other node of the cluster (architecture §3.1,
-//! scenarios.md §0). Same framing as T-Lib, own message family, ADDP-style keepalive, reconnect
+//! The TC layer: a link from this node to every other node of the cluster (docs/protocols.md §3,
+//! docs/architecture.md §4.1). Same framing as T-Lib, own messages, ADDP-style keepalive, reconnect
 //! with jittered backoff. This module moves frames and reports link state to the core; what
 //! travels over the links (ownership, relayed events and control) is the core's business.
 
@@ -55,7 +55,7 @@ pub struct CallReport {
     pub event: Message,
 }
 
-/// TC-layer messages (the node-to-node family, distinct from T-Lib's; architecture §3.1).
+/// TC-layer messages (the node-to-node family, distinct from T-Lib's; docs/protocols.md §3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "message")]
 pub enum TcMessage {
@@ -67,7 +67,7 @@ pub enum TcMessage {
     Ping,
     Pong,
     /// The DN's owner is now `owner` (None: unowned) as of `epoch`; sent by the node that took,
-    /// released or handed over the DN. The highest epoch wins (see `cluster.rs`).
+    /// released or handed over the DN. The highest epoch wins (see `cluster/mod.rs`).
     Owner {
         dn: String,
         owner: Option<String>,

@@ -1,5 +1,5 @@
 //! The T-Controller side of the core: T-Lib clients, DN registrations and agent requests
-//! (scenarios.md R1, R3, R4; domain.md §2.5–§2.8).
+//! (docs/scenarios.md R1, R3, R4; docs/protocols.md §2).
 
 use std::net::SocketAddr;
 
@@ -59,7 +59,7 @@ impl NodeCore {
             "client_disconnected"
         };
         for dn in client.dns {
-            // Disconnect is an implicit unregister (domain.md §1.4).
+            // Disconnect is an implicit unregister (as T-Server treats it).
             self.unregister_dn(id, &dn, cause);
         }
         // Peers drop what this client did through them (R4 at the owners of its remote DNs).

@@ -26,7 +26,7 @@ pub async fn serve(id: ClientId, stream: FaultStream, addp: AddpConfig, core: mp
             frame = framed.next() => match frame {
                 None => break "connection closed".to_string(),
                 Some(Err(e)) => {
-                    // Not JSON, not an object, or too long: say so, then close (architecture §3.1).
+                    // Not JSON, not an object or too long: say so, close (docs/protocols.md §1).
                     tracing::warn!(client = id, %peer, error = %e, "bad T-Lib frame; closing");
                     let reply = tlib::event::error(None, tlib::error_code::INVALID_ATTR, format!("bad frame: {e}"));
                     let _ = framed.send(reply).await;

@@ -1,9 +1,9 @@
-//! How long a phone waits before it retries a failed registration (anchors.md §6).
+//! How long a phone waits before it retries a failed registration.
 //!
 //! Two policies: RFC 5626 §4.5 flow recovery — wait a uniformly random 50–100 % of
 //! `W = min(max, base · 2^failures)`, so phones cut at the same moment spread out instead of
 //! re-forming the herd at every step — and a fixed interval, what Genesys Softphone does with
-//! `reg_interval` (domain.md §5.1). The random part is an argument so the policy stays pure.
+//! `reg_interval` (10 s by default). The random part is an argument so the policy stays pure.
 
 use std::fmt;
 use std::str::FromStr;

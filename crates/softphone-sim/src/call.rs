@@ -16,7 +16,7 @@ pub enum AnswerMode {
     Auto,
     /// 200 after the delay.
     Delay(#[serde(with = "nodekit::duration")] Duration),
-    /// 200 when the desktop answers: an in-dialog NOTIFY `Event: talk` (domain.md §5.3).
+    /// 200 when the desktop answers: an in-dialog NOTIFY `Event: talk` (docs/protocols.md §4.3).
     Notify,
 }
 

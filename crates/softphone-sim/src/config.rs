@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::Backoff;
 use crate::call::AnswerMode;
 use crate::media::MediaTimers;
+use crate::registration::Failover;
 
 /// SIP transport towards registrars and callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -38,6 +39,10 @@ pub struct PhoneConfig {
     pub refresh_ratio: f64,
     /// Wait before retrying after a failed REGISTER (the retry goes to the next registrar).
     pub backoff: Backoff,
+    /// Try the next registrar at once (backoff only when the whole list failed), or after the
+    /// backoff each time.
+    #[serde(default)]
+    pub failover: Failover,
     /// First REGISTERs per second when a swarm starts (0: all at once, a registration storm).
     pub start_rate: u32,
     pub answer: AnswerMode,
@@ -84,6 +89,7 @@ impl PhoneConfig {
             expires: 1800,
             refresh_ratio: 0.5,
             backoff: Backoff::default(),
+            failover: Failover::default(),
             start_rate: 0,
             answer: AnswerMode::Auto,
             answer_any: false,
@@ -115,7 +121,7 @@ impl PhoneConfig {
         }
     }
 
-    /// The fast test profile (scenarios.md §0): Expires 3 s, T1 20 ms (a silent registrar is
+    /// The fast test profile (docs/scenarios.md §0): Expires 3 s, T1 20 ms (a silent registrar is
     /// noticed after 64·T1 = 1.28 s), backoff 50–100 % of 100 ms·2ⁿ capped at 1 s, media
     /// heartbeat every 20 ms, silence after 600 ms.
     pub fn with_fast_timers(mut self) -> Self {

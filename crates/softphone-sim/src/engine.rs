@@ -223,6 +223,7 @@ impl Engine {
             expires: config.expires,
             refresh_ratio: config.refresh_ratio,
             backoff: config.backoff,
+            failover: config.failover,
         };
         let mut lines = Vec::with_capacity(config.dns.len());
         let mut line_of_dn = HashMap::with_capacity(config.dns.len());

@@ -1,9 +1,10 @@
 //! `softphone-sim`: agent softphones — one or thousands on one socket — the PSTN gateway that
-//! answers PSTN agents' numbers, and PSTN callers (architecture §1, scenarios.md R12 and S4).
+//! answers PSTN agents' numbers, and PSTN callers (docs/architecture.md §1; R12 and S4).
 //!
 //! A phone registers its DN to an ordered registrar list (SRV-like, DC1 first), refreshes before
 //! expiry, detects a dead registrar on refresh (timeout, error status, TCP reset) and fails over
-//! to the next one with RFC 5626 or fixed backoff. It answers INVITEs (auto, after a delay, or on
+//! to the next one at once (the RFC 5626 or fixed backoff comes only when the whole list failed;
+//! [`Failover`]). It answers INVITEs (auto, after a delay, or on
 //! the desktop's NOTIFY `Event: talk`), exchanges an RTP-like heartbeat with the address in the
 //! remote SDP, and drops a call whose media stays silent for `media.timeout`.
 //!
@@ -60,4 +61,5 @@ pub use media::MediaTimers;
 /// The journal every simulator keeps (what `--json` prints and tests wait on).
 pub use nodekit::{Entry, Journal};
 pub use placing::{CallPlan, CallReport};
+pub use registration::Failover;
 pub use swarm::{Stats, Swarm, Unregistered};

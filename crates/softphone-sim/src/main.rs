@@ -14,7 +14,9 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use softphone_sim::status::{live_status, print_events, status_line};
 use softphone_sim::usage::Usage;
-use softphone_sim::{dn_range, AnswerMode, Backoff, CallPlan, PhoneConfig, Swarm, Transport};
+use softphone_sim::{
+    dn_range, AnswerMode, Backoff, CallPlan, Failover, PhoneConfig, Swarm, Transport,
+};
 use tokio::time::Instant;
 
 /// mimalloc returns freed pages to the OS after bursts (a swarm's registration storm).
@@ -83,9 +85,13 @@ struct RegisterArgs {
     /// Refresh when this share of the granted expiry has passed.
     #[arg(long, default_value_t = 0.5)]
     refresh_ratio: f64,
-    /// rfc5626, rfc5626:base=MS,max=MS or fixed=MS.
+    /// rfc5626, rfc5626:base=MS,max=MS or fixed=MS: the wait once every registrar of the list
+    /// failed (with `--failover backoff`, before each next registrar).
     #[arg(long, default_value = "rfc5626")]
     backoff: Backoff,
+    /// immediate (the next registrar at once, like a phone with an SRV list) or backoff.
+    #[arg(long, default_value = "immediate")]
+    failover: Failover,
     /// First REGISTERs per second (0: all at once).
     #[arg(long, default_value_t = 0)]
     start_rate: u32,
@@ -204,6 +210,7 @@ async fn register(args: RegisterArgs) -> anyhow::Result<()> {
     config.expires = args.expires;
     config.refresh_ratio = args.refresh_ratio;
     config.backoff = args.backoff;
+    config.failover = args.failover;
     config.start_rate = args.start_rate;
     // This process's runtime runs nothing else (see `PhoneConfig::pace_reads`).
     config.pace_reads = true;

@@ -1,7 +1,7 @@
 //! A call's media heartbeat on its own UDP socket, tagged `media:<dn>` in the fault layer so a
 //! scenario can cut one phone's media. The task sends a heartbeat packet every `interval` to the
 //! address of the remote SDP, counts what arrives, and reports once when nothing has arrived for
-//! `timeout` — the phone then drops the call (scenarios.md S4.1).
+//! `timeout` — the phone then drops the call (docs/scenarios.md S4.1).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

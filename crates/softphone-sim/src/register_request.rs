@@ -57,7 +57,7 @@ impl RegisterText {
         }
     }
 
-    /// Appends the request as Genesys Softphone sends it (domain.md §5.1): From/To
+    /// Appends the request as Genesys Softphone sends it (seen in its logs): From/To
     /// `sip:<DN>@<registrar>`, Contact at our address, `Expires`. Nothing for a registrar
     /// index out of range.
     pub fn write(&self, out: &mut BytesMut, r: &Register<'_>) {

@@ -1,9 +1,13 @@
-//! One phone's registration as plain data and pure transitions (scenarios.md R12, S4.3).
+//! One phone's registration as plain data and pure transitions (docs/scenarios.md R12, S4.3).
 //!
 //! The phone has an ordered registrar list, like an SRV record with DC1 first. It registers at
 //! the first, refreshes at `refresh_ratio` of the granted expiry, and treats a refresh that
-//! times out, gets a 5xx/4xx or hits a transport error as the loss of that registrar: it waits
-//! the [`Backoff`] delay and registers at the next registrar of the list (wrapping around).
+//! times out, gets a 5xx/4xx or hits a transport error as the loss of that registrar. What
+//! follows is the [`Failover`] policy: by default the phone registers at the next registrar of
+//! the list at once, as RFC 3263 §4.3 has a client try the next target, and waits the
+//! [`Backoff`] delay only when every registrar of the list has failed in a row (RFC 5626 §4.5's
+//! "all flows failed"); the list wraps around. [`Failover::AfterBackoff`] waits the backoff
+//! before every next registrar instead.
 //!
 //! Return to the preferred registrar: none while registered. Like real phones, a phone stays
 //! where it is registered until that registrar fails; only then does it move on down the list,
@@ -15,6 +19,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
@@ -29,6 +34,33 @@ pub struct RegistrationPolicy {
     /// Refresh when this share of the granted expiry has passed (clamped to 0.1–0.95).
     pub refresh_ratio: f64,
     pub backoff: Backoff,
+    pub failover: Failover,
+}
+
+/// When a phone tries the next registrar of its list after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failover {
+    /// At once; the backoff only after every registrar of the list failed in a row (what phones
+    /// with an SRV-like list do: the agent is without a phone for one transaction timeout).
+    #[default]
+    Immediate,
+    /// Wait the backoff before every next registrar.
+    AfterBackoff,
+}
+
+impl std::str::FromStr for Failover {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "immediate" => Ok(Failover::Immediate),
+            "backoff" | "after-backoff" => Ok(Failover::AfterBackoff),
+            other => Err(format!(
+                "unknown failover policy `{other}` (expected immediate or backoff)"
+            )),
+        }
+    }
 }
 
 /// Largest expiry a 423 can raise us to: a registrar asking for more than a day is broken.
@@ -215,8 +247,31 @@ impl Registration {
             return Step::default();
         };
         self.failures = self.failures.saturating_add(1);
-        let next = (registrar + 1) % policy.registrars.max(1);
-        let retry_in = policy.backoff.delay(self.failures, unit);
+        let registrars = policy.registrars.max(1) as u32;
+        let next = (registrar + 1) % registrars as usize;
+        let event = |retry_in| {
+            Some(RegEvent::Failed {
+                registrar,
+                failure,
+                was_registered,
+                next,
+                retry_in,
+            })
+        };
+        let backoff_failures = match policy.failover {
+            Failover::AfterBackoff => self.failures,
+            // A round of the list is over when every registrar failed since the last success.
+            Failover::Immediate if self.failures % registrars == 0 => self.failures / registrars,
+            Failover::Immediate => {
+                self.state = RegState::Registering { registrar: next };
+                return Step {
+                    send: Some((next, self.asking)),
+                    wake_at: None,
+                    event: event(Duration::ZERO),
+                };
+            }
+        };
+        let retry_in = policy.backoff.delay(backoff_failures, unit);
         let until = now + retry_in;
         self.state = RegState::WaitingRetry {
             registrar: next,
@@ -225,13 +280,7 @@ impl Registration {
         Step {
             send: None,
             wake_at: Some(until),
-            event: Some(RegEvent::Failed {
-                registrar,
-                failure,
-                was_registered,
-                next,
-                retry_in,
-            }),
+            event: event(retry_in),
         }
     }
 
@@ -320,10 +369,91 @@ mod tests {
             backoff: Backoff::Fixed {
                 every: Duration::from_secs(10),
             },
+            failover: Failover::AfterBackoff,
         }
     }
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn retry_in(step: &Step) -> Duration {
+        match step.event {
+            Some(RegEvent::Failed { retry_in, .. }) => retry_in,
+            ref other => panic!("not a failure: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn s4_3_a_failed_refresh_registers_at_the_next_registrar_at_once() {
+        let p = RegistrationPolicy {
+            failover: Failover::Immediate,
+            ..policy()
+        };
+        let mut r = Registration::new(&p);
+        r.start();
+        let t0 = Instant::now();
+        r.on_response(&p, 200, Some(60), None, t0, 0.5);
+        assert_eq!(r.on_timer(t0 + S(30)).send, Some((0, 60)));
+        // The refresh at the DC1 registrar times out: the REGISTER goes to DC2 in the same step.
+        let step = r.on_failure(&p, Failure::Timeout, t0 + S(32), 0.5);
+        assert_eq!(step.send, Some((1, 60)));
+        assert_eq!(step.wake_at, None);
+        assert_eq!(retry_in(&step), Duration::ZERO);
+        assert_eq!(r.state(), RegState::Registering { registrar: 1 });
+        let step = r.on_response(&p, 200, Some(60), None, t0 + S(33), 0.5);
+        assert_eq!(
+            step.event,
+            Some(RegEvent::Registered {
+                registrar: 1,
+                granted: S(60),
+                previous: Some(0)
+            })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backoff_starts_when_every_registrar_of_the_list_has_failed() {
+        let p = RegistrationPolicy {
+            failover: Failover::Immediate,
+            backoff: Backoff::Rfc5626 {
+                base: S(1),
+                max: S(100),
+            },
+            ..policy()
+        };
+        let mut r = Registration::new(&p);
+        r.start();
+        let mut now = Instant::now();
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let step = r.on_failure(&p, Failure::Transport, now, 1.0);
+            waits.push(retry_in(&step));
+            if let Some(at) = step.wake_at {
+                now = at;
+                assert!(r.on_timer(now).send.is_some());
+            }
+        }
+        // ss1 fails → ss3 at once; ss3 fails → wait one round's backoff; and so on, growing.
+        assert_eq!(waits, vec![S(0), S(2), S(0), S(4)]);
+        // One registrar: every failure is a whole list failing.
+        let single = RegistrationPolicy {
+            registrars: 1,
+            ..p.clone()
+        };
+        let mut r = Registration::new(&single);
+        r.start();
+        let step = r.on_failure(&single, Failure::Timeout, now, 1.0);
+        assert_eq!((step.send, retry_in(&step)), (None, S(2)));
+    }
+
+    #[test]
+    fn failover_policies_parse_by_name() {
+        assert_eq!("immediate".parse(), Ok(Failover::Immediate));
+        assert_eq!("backoff".parse(), Ok(Failover::AfterBackoff));
+        assert!("later"
+            .parse::<Failover>()
+            .unwrap_err()
+            .contains("immediate or backoff"));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn registers_at_the_preferred_registrar_and_refreshes_at_half_the_granted_expiry() {

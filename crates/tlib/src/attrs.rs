@@ -1,4 +1,4 @@
-//! Typed message attributes (domain.md §2.3).
+//! Typed message attributes (docs/protocols.md §1).
 //!
 //! JSON keys are the T-Library attribute names without the `Attribute` prefix (`ThisDN`,
 //! `ReferenceID` …). The attributes the lab uses have typed fields; every other key is kept verbatim

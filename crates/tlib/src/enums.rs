@@ -1,4 +1,4 @@
-//! T-Library enumerations (domain.md §2.4).
+//! T-Library enumerations, with their `tlib_ext.h` names and numbers.
 //!
 //! On the wire an enumeration is its T-Library name as a JSON string (`"AfterCallWork"`), never a
 //! number: names survive log reading and scripting, numbers do not. The C numeric value is still
@@ -158,7 +158,7 @@ tlib_enum! {
 }
 
 tlib_enum! {
-    /// `TCallState` (the values listed in domain.md §2.4).
+    /// `TCallState`, with its `tlib_ext.h` numbers.
     CallState ("TCallState") {
         Ok = "Ok" => 0,
         Transferred = "Transferred" => 1,
@@ -198,7 +198,7 @@ tlib_enum! {
 }
 
 tlib_enum! {
-    /// `TAddressInfoType` (the values listed in domain.md §2.4).
+    /// `TAddressInfoType`, with its `tlib_ext.h` numbers.
     AddressInfoType ("TAddressInfoType") {
         AddressStatus = "AddressStatus" => 0,
         MessageWaiting = "MessageWaiting" => 1,

@@ -1,4 +1,4 @@
-//! T-Library error codes (`tliberr.h`, domain.md §2.6), carried by `EventError` as `ErrorCode`.
+//! T-Library error codes (`tliberr.h`), carried by `EventError` as `ErrorCode`.
 //!
 //! Plain `u32` constants rather than an enum: a client must be able to receive and pass on any
 //! code, including ones this table does not know. [`default_text`] gives the message a server uses

@@ -1,4 +1,4 @@
-//! Message names (`TMessageType`, domain.md §2.2).
+//! Message names (`TMessageType` of `tlib_ext.h`).
 //!
 //! The wire carries the name as the `"message"` string. Names this crate does not model are kept
 //! verbatim in [`MessageName::Other`] so that a message passes through a proxy or a log unchanged.
@@ -41,7 +41,7 @@ macro_rules! message_names {
                 }
             }
 
-            /// The `TMessageType` id, for the names domain.md lists; `None` for Ping, Pong and
+            /// The `TMessageType` id of `tlib_ext.h`; `None` for Ping, Pong and
             /// `Other`.
             pub fn id(&self) -> Option<u32> {
                 match self {

@@ -1,4 +1,4 @@
-//! Typed requests (domain.md §2.5), the third decoding phase on the server side.
+//! Typed requests (docs/protocols.md §2.1), the third decoding phase on the server side.
 //!
 //! `frame → Message::from_object → Request::parse`. Each phase has its own failure: a frame error
 //! closes the connection, a [`crate::MessageError`] or a [`RequestError`] is answered with

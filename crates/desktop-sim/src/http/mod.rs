@@ -1,7 +1,7 @@
 //! A lean HTTP/1.1 client for one desktop: its own keep-alive connections to its origin — one
 //! for requests, a second only while a long-poll holds the first, as a browser does — and
 //! requests written into reused buffers. A swarm of thousands costs little more than the bytes
-//! on the wire (issue 7: the simulator must never be the bottleneck).
+//! on the wire (the simulator must never be the bottleneck).
 //!
 //! [`request`] and [`response`] are the pure encoding and parsing; [`link`] is one connection.
 

@@ -1,4 +1,4 @@
-//! The Bayeux protocol over the node state, independent of the transport (anchors.md §5):
+//! The Bayeux protocol over the node state, independent of the transport (docs/protocols.md §5.3):
 //! a batch of messages in, replies out, plus at most one `/meta/connect` for the transport to
 //! hold. The transports ([`super::long_polling`], [`super::websocket`]) only move bytes and wait.
 

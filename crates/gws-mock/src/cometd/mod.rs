@@ -1,4 +1,4 @@
-//! CometD/Bayeux at `/api/v2/notifications` (domain.md §3.4, anchors.md §5): [`bayeux`] is the
+//! CometD/Bayeux at `/api/v2/notifications` (docs/protocols.md §5.3): [`bayeux`] is the
 //! protocol, [`clients`] the client registry, and the two transports carry it —
 //! [`long_polling`] (the GWS 8.5 baseline: POSTed batches, `/meta/connect` held up to
 //! `timeout`) and [`websocket`] (frames both ways, messages pushed as they come).

@@ -1,5 +1,5 @@
 //! Who is calling: the `JSESSIONID` session, or HTTP Basic credentials that open a new one
-//! (domain.md §3.1). CSRF protection, when on, checks POSTs against the session's token.
+//! (docs/protocols.md §5.1). CSRF protection, when on, checks POSTs against the session's token.
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};

@@ -1,5 +1,5 @@
 //! REST failures as GWS reports them: an HTTP status and `{"statusCode", "statusMessage"}`
-//! with the `statusCode` values of domain.md §3.2.
+//! with GWS's documented `statusCode` values (the ones we use: docs/protocols.md §5.1).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -1,5 +1,5 @@
 //! `/api/v2/me` and its read-only sub-resources, StartContactCenterSession and
-//! EndContactCenterSession (domain.md §3.3), plus the node-wide `/api/v2/services` and
+//! EndContactCenterSession (docs/protocols.md §5.2), plus the node-wide `/api/v2/services` and
 //! `/api/v2/diagnostics/version`.
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use crate::device::AgentState;
 use crate::notification;
 use crate::session::Session;
 
-/// The GWS version WWE 8.5.202.96 was seen talking to (domain.md §3.3).
+/// The GWS version a real WWE 8.5.202.96 was seen talking to (in its browser log).
 const GWS_VERSION: &str = "8.5.202.96";
 
 /// `GET /api/v2/diagnostics/version` (no session needed: load balancers probe it).

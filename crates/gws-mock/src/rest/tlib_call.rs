@@ -28,7 +28,7 @@ pub async fn send(ctx: &Ctx, sid: &str, dn: &str, request: Request) -> Result<Me
     }
 }
 
-/// The REST error for a T-Library error code (domain.md §3.2: an unregistered DN is 500 / 4).
+/// The REST error for a T-Library error code (as GWS documents it: an unregistered DN is 500 / 4).
 fn refusal(dn: &str, code: u32, text: &str) -> ApiError {
     match code {
         error_code::NOT_REGISTERED | error_code::OUT_OF_SERVICE | error_code::NOT_CONFIGURED => {

@@ -1,4 +1,4 @@
-//! `POST /api/v2/me/channels/voice`: the agent's state on the voice channel (domain.md §3.3).
+//! `POST /api/v2/me/channels/voice`: the agent's voice-channel state (docs/protocols.md §5.2).
 
 use std::sync::Arc;
 

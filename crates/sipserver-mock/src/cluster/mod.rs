@@ -1,4 +1,4 @@
-//! The SIP Cluster over the TC layer (scenarios.md R1–R3, R8–R12): the replicated DN ownership
+//! The SIP Cluster over the TC layer (docs/scenarios.md R1–R3, R8–R12): the replicated DN ownership
 //! map, remote registration (R2), ownership moves (R8, R9), the loss of a DN's owner (R10), calls
 //! that live where they arrived with their events and control relayed (R11), and the
 //! resynchronisation after a heal.
