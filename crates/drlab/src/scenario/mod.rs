@@ -5,13 +5,14 @@
 //!
 //! * [`stage`] — one run's lab, roles, actors, history and rows;
 //! * [`setup`] — the seed's set-ups and the checks shared by several scenarios;
-//! * [`s0`] … [`s4`] — the scenarios;
+//! * [`s0`], [`s1`], [`s2`], [`s4`] — the scenarios (S3 is not written yet);
 //! * [`report`] — the table and the JSON; [`statements`] — every id's statement.
 
 pub mod report;
 pub mod s0;
 pub mod s1;
 pub mod s2;
+pub mod s4;
 pub mod setup;
 pub mod stage;
 pub mod statements;
@@ -29,16 +30,23 @@ pub enum ScenarioId {
     S0,
     S1,
     S2,
+    S4,
 }
 
 impl ScenarioId {
-    pub const ALL: [ScenarioId; 3] = [ScenarioId::S0, ScenarioId::S1, ScenarioId::S2];
+    pub const ALL: [ScenarioId; 4] = [
+        ScenarioId::S0,
+        ScenarioId::S1,
+        ScenarioId::S2,
+        ScenarioId::S4,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ScenarioId::S0 => "S0",
             ScenarioId::S1 => "S1",
             ScenarioId::S2 => "S2",
+            ScenarioId::S4 => "S4",
         }
     }
 
@@ -48,6 +56,7 @@ impl ScenarioId {
             ScenarioId::S0 => &["-"],
             ScenarioId::S1 => &["a", "b", "c"],
             ScenarioId::S2 => &["a", "b"],
+            ScenarioId::S4 => &["a", "b"],
         }
     }
 
@@ -58,6 +67,8 @@ impl ScenarioId {
             (ScenarioId::S1, "c") => s1::IDS_C,
             (ScenarioId::S1, _) => s1::IDS,
             (ScenarioId::S2, _) => s2::IDS,
+            (ScenarioId::S4, "b") => s4::IDS_B,
+            (ScenarioId::S4, _) => s4::IDS_A,
         }
     }
 
@@ -129,6 +140,7 @@ pub async fn run_case(case: Case, opts: &Options) -> Result<Vec<Row>, BadInput> 
         ScenarioId::S0 => s0::run(case, opts).await,
         ScenarioId::S1 => s1::run(case, opts).await,
         ScenarioId::S2 => s2::run(case, opts).await,
+        ScenarioId::S4 => s4::run(case, opts).await,
     };
     let (mut rows, error) = match outcome {
         Ok(rows) => (rows, None),
@@ -215,7 +227,7 @@ mod tests {
     #[test]
     fn ids_and_variants_parse_or_name_the_valid_ones() {
         let all = cases(&["all".into()], None).unwrap();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 8);
         let one = cases(&["s1".into()], Some("b")).unwrap();
         assert_eq!(
             one,
