@@ -73,6 +73,16 @@ async fn s2_b_gws1_tlib_link_silent_drop_found_by_addp() {
 }
 
 #[tokio::test]
+async fn s4_a_softphone_loses_dc1_for_good_r8_r12() {
+    scenario("S4", "a", 64, Via::Builtin).await;
+}
+
+#[tokio::test]
+async fn s4_2_paths_back_before_the_registration_expires() {
+    scenario("S4", "b", 67, Via::Builtin).await;
+}
+
+#[tokio::test]
 async fn s2_b_with_real_iptables_rules() {
     if iptables_usable() {
         scenario("S2", "b", 58, Via::Iptables).await;

@@ -35,9 +35,16 @@ impl Event {
     }
 }
 
-/// A point in the history: each journal's newest sequence number then.
+/// A point in the history: each journal's newest sequence number then (a journal added later
+/// counts from its start).
 #[derive(Clone, Debug)]
 pub struct Mark(Vec<u64>);
+
+impl Mark {
+    fn seq(&self, source: usize) -> u64 {
+        self.0.get(source).copied().unwrap_or(0)
+    }
+}
 
 /// The journals of a scenario.
 #[derive(Clone, Default)]
@@ -73,9 +80,9 @@ impl History {
         let mut all: Vec<Event> = self
             .sources
             .iter()
-            .zip(&mark.0)
-            .flat_map(|((name, j), seq)| {
-                j.since(*seq, usize::MAX)
+            .enumerate()
+            .flat_map(|(i, (name, j))| {
+                j.since(mark.seq(i), usize::MAX)
                     .iter()
                     .map(|e| Event::of(name, e))
                     .collect::<Vec<_>>()
@@ -119,7 +126,7 @@ impl History {
         let deadline = Instant::now() + timeout;
         let index = self.sources.iter().position(|(n, _)| n == source)?;
         let (_, journal) = &self.sources[index];
-        let since = mark.0[index];
+        let since = mark.seq(index);
         let found = journal
             .wait_for(
                 since,
@@ -158,8 +165,8 @@ impl History {
         let waits: Vec<_> = self
             .sources
             .iter()
-            .zip(&mark.0)
-            .map(|((_, j), seq)| Box::pin(j.wait_newer(*seq, timeout)))
+            .enumerate()
+            .map(|(i, (_, j))| Box::pin(j.wait_newer(mark.seq(i), timeout)))
             .collect();
         if !waits.is_empty() {
             futures::future::select_all(waits).await;

@@ -111,18 +111,18 @@ async fn steps(stage: &mut Stage) -> anyhow::Result<()> {
     let moved = stage
         .history
         .eventually(bound, || async {
-            setup::ownership_change(stage, &mark, &dn, &r.ss1)
-                .filter(|c| c.contains(&format!("\"{}\"", r.ss3)))
-                .ok_or_else(|| "no move to ss3".to_string())
+            let change = setup::ownership_change(stage, &mark, &dn, &r.ss1)
+                .filter(|c| c.contains(&format!("\"{}\"", r.ss3)));
+            let owner = setup::owner_at(stage, &r.ss3, &dn).await;
+            match (change, owner) {
+                (Some(c), Some(o)) if o == r.ss3 => Ok(c),
+                (c, o) => Err(format!("change {c:?}, owner at {} {o:?}", r.ss3)),
+            }
         })
         .await;
-    let owner = setup::owner_at(stage, &r.ss3, &dn).await;
-    let s44 = match (&logout, &moved, &owner) {
-        (Ok((ms, l)), Ok(m), Some(o)) if *o == r.ss3 => Ok((*ms, format!("{l}; {m}"))),
-        _ => Err(format!(
-            "logout {logout:?}; move {moved:?}; owner at {} {owner:?}",
-            r.ss3
-        )),
+    let s44 = match (&logout, &moved) {
+        (Ok((ms, l)), Ok(m)) => Ok((*ms, format!("{l}; {m}"))),
+        _ => Err(format!("logout {logout:?}; move {moved:?}")),
     };
     stage.record("S4.4", s44.clone());
     stage.record("R8", s44);
