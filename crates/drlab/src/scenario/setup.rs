@@ -162,36 +162,55 @@ pub async fn media_received(stage: &Stage, dn: &str) -> Option<u64> {
 }
 
 /// Whether the caller's calls to `dns` are still up with media flowing since `before` (packets
-/// then), no gap in the heartbeat and no end since `mark`.
+/// then): no end since `mark`, no gap in the heartbeat, and new packets (waited for, bounded by
+/// the stage's patience, as the heartbeat may not have ticked yet).
 pub async fn calls_continue(stage: &Stage, mark: &Mark, dns: &[&str], before: &[u64]) -> Found {
-    let mut evidence = Vec::new();
-    for (dn, before) in dns.iter().zip(before) {
-        if let Some(ended) = stage.history.find(mark, "caller", |e| {
-            e.kind == "call.ended" && e.detail["dn"] == *dn
-        }) {
-            return Err(format!("the call to {dn} ended: {}", ended.describe()));
-        }
-        let call: Value = stage
-            .actors
-            .caller_call(dn)
-            .await
-            .ok_or_else(|| format!("the caller has no call to {dn}"))?;
-        let received = call["media"]["received"].as_u64().unwrap_or(0);
-        let lost = call["media"]["lost"].as_u64().unwrap_or(0);
-        if call["phase"] != "confirmed" || received <= *before || lost > 0 {
-            return Err(format!(
-                "call to {dn}: phase {}, media received {before} → {received}, lost {lost}",
-                call["phase"]
-            ));
-        }
-        evidence.push(format!(
-            "{dn} up, media +{} packets, 0 lost",
-            received - before
-        ));
-    }
+    let evidence = stage
+        .history
+        .eventually(stage.patience, || async {
+            let mut evidence = Vec::new();
+            for (dn, before) in dns.iter().zip(before) {
+                let (received, lost) = call_media(stage, mark, dn).await?;
+                if lost > 0 {
+                    return Err(format!("call to {dn}: {lost} heartbeat packets lost"));
+                }
+                if received <= *before {
+                    return Err(format!(
+                        "call to {dn}: no media since the fault ({received} packets)"
+                    ));
+                }
+                evidence.push(format!(
+                    "{dn} up, media +{} packets, 0 lost",
+                    received - before
+                ));
+            }
+            Ok(evidence)
+        })
+        .await?;
     Ok((
         Some(stage.after_fault(now_ms())),
         format!("{} after the fault", evidence.join("; ")),
+    ))
+}
+
+/// The caller's call to `dn`: media packets received and lost; Err when it ended since `mark`.
+async fn call_media(stage: &Stage, mark: &Mark, dn: &str) -> Result<(u64, u64), String> {
+    if let Some(ended) = stage.history.find(mark, "caller", |e| {
+        e.kind == "call.ended" && e.detail["dn"] == dn
+    }) {
+        return Err(format!("the call to {dn} ended: {}", ended.describe()));
+    }
+    let call: Value = stage
+        .actors
+        .caller_call(dn)
+        .await
+        .ok_or_else(|| format!("the caller has no call to {dn}"))?;
+    if call["phase"] != "confirmed" {
+        return Err(format!("call to {dn}: phase {}", call["phase"]));
+    }
+    Ok((
+        call["media"]["received"].as_u64().unwrap_or(0),
+        call["media"]["lost"].as_u64().unwrap_or(0),
     ))
 }
 
