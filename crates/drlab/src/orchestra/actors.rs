@@ -17,6 +17,8 @@ use super::roles::Agent;
 
 /// How long a scenario's call is held by its caller unless someone hangs up.
 const CALL_HOLD: Duration = Duration::from_secs(3600);
+/// The fast profile's caller gives a silent call this long.
+const CALLER_MEDIA_TIMEOUT: Duration = Duration::from_secs(3);
 /// Logins a desktop may need until the proxy's round robin lands it on the wanted GWS node.
 const PLACEMENT_ATTEMPTS: usize = 6;
 
@@ -44,6 +46,9 @@ impl Actors {
         let mut config = PhoneConfig::caller(ip);
         if fast {
             config = config.with_fast_timers();
+            // No assertion rests on the caller noticing silence: a longer media timeout keeps a
+            // starved CPU from ending a call the scenario needs (S4.1 is the phone's own timeout).
+            config.media.timeout = config.media.timeout.max(CALLER_MEDIA_TIMEOUT);
         }
         let caller = Swarm::start(config).await?;
         Ok(Actors {
