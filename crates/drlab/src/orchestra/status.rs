@@ -34,6 +34,7 @@ pub fn render(status: &Value) -> String {
         let up = if s["running"] == false { "DOWN" } else { "up" };
         let kind = n["kind"].as_str().unwrap_or("");
         let detail = match kind {
+            _ if s["running"] == false => s["error"].as_str().unwrap_or("not running").to_owned(),
             "sip" => {
                 let links = list(&s["links"]);
                 let down: Vec<&str> = links
