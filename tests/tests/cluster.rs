@@ -303,9 +303,9 @@ async fn r8_no_move_during_acw_then_the_move_after_wrap_up() {
     gateway.set_answer(AnswerMode::Auto);
     let lab = start_lab(|t| {
         with_gateway(&t, gateway.local_addr()).replace(
-                "logout_on_disconnect = true",
-                "logout_on_disconnect = false",
-            )
+            "logout_on_disconnect = true",
+            "logout_on_disconnect = false",
+        )
     })
     .await;
     let (gws1, mut ev1) = client_at(&lab, "ss1", "gws1").await;
