@@ -30,9 +30,18 @@ pub async fn start_lab(edit: impl FnOnce(String) -> String) -> Lab {
     lab
 }
 
-/// The lab with calls to PSTN agents going to `gateway`.
+/// The lab with calls to PSTN agents going to `gateway` (the test's own user agent, instead of
+/// the gateway the lab would start).
 pub async fn start_lab_with_gateway(gateway: std::net::SocketAddr) -> Lab {
-    start_lab(|t| t.replace("127.0.3.1:5060", &gateway.to_string())).await
+    start_lab(|t| with_gateway(&t, gateway)).await
+}
+
+/// The topology text with PSTN agents' calls going to `gateway`, which the lab does not start.
+pub fn with_gateway(topology: &str, gateway: std::net::SocketAddr) -> String {
+    topology.replace(
+        "pstn_gateway = \"127.0.3.1:5060\"",
+        &format!("pstn_gateway = \"{gateway}\"\nstart_pstn_gateway = false"),
+    )
 }
 
 pub fn node<'a>(lab: &'a Lab, name: &str) -> &'a SipNode {

@@ -302,11 +302,10 @@ async fn r8_no_move_during_acw_then_the_move_after_wrap_up() {
     let gateway = TestPhone::bind().await.unwrap();
     gateway.set_answer(AnswerMode::Auto);
     let lab = start_lab(|t| {
-        t.replace("127.0.3.1:5060", &gateway.local_addr().to_string())
-            .replace(
-                "logout_on_disconnect = true",
-                "logout_on_disconnect = false",
-            )
+        with_gateway(&t, gateway.local_addr()).replace(
+            "logout_on_disconnect = true",
+            "logout_on_disconnect = false",
+        )
     })
     .await;
     let (gws1, mut ev1) = client_at(&lab, "ss1", "gws1").await;

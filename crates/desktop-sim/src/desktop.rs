@@ -29,6 +29,8 @@ pub(crate) enum Command {
         id: String,
         operation: &'static str,
     },
+    /// Start the contact-center session again (the agent logs in on the voice channel).
+    LogInAgent,
     LogOut,
 }
 
@@ -185,6 +187,13 @@ impl Desktop {
             operation: "Hangup",
         })
         .await
+    }
+
+    /// The agent logs in on the voice channel of the open session (StartContactCenterSession
+    /// again), e.g. after a refused login once the call and ACW are over (R5, S1.5). Err with
+    /// the refusal when GWS refuses it.
+    pub async fn log_in_agent(&self) -> Result<(), Failure> {
+        self.command(Command::LogInAgent).await
     }
 
     /// End the contact-center session and the CometD client.

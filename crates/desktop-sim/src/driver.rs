@@ -107,7 +107,9 @@ impl Driver {
 
     /// The whole login: probe with Basic credentials, CometD handshake and subscriptions, the
     /// contact-center session, the state load, and Ready if configured. A refused session (R5:
-    /// a call in progress) is shown as a notice: the desktop is up and sees its calls.
+    /// a call in progress) is shown as a notice: the desktop is up and sees its calls, and the
+    /// journal says `desktop.session_opened` (agent not logged in) instead of
+    /// `desktop.logged_in`.
     async fn log_in(&mut self, relogin: bool) -> Result<(), Failure> {
         let user = self.gws.log_in().await?.user.unwrap_or_default();
         self.show(|s| s.logged_in(&user));
@@ -130,16 +132,31 @@ impl Driver {
         // states are not replayed over the fresh one.
         self.connect_now().await?;
         self.reload().await?;
-        if self.ready {
+        if self.ready && self.screen.borrow().agent_logged_in() {
             self.run_voice("Ready", None).await?;
         }
-        let dn = self.screen.borrow().dn.clone();
-        self.record("desktop.logged_in", json!({ "dn": dn, "relogin": relogin }));
-        self.tally.update(|s| {
-            s.logins += 1;
-            s.relogins += u64::from(relogin);
-        });
-        self.recovered("login");
+        let (dn, agent_logged_in, voice) = {
+            let screen = self.screen.borrow();
+            (
+                screen.dn.clone(),
+                screen.agent_logged_in(),
+                screen.voice.clone(),
+            )
+        };
+        let detail = json!({ "dn": dn, "relogin": relogin, "agent_logged_in": agent_logged_in, "voice": voice });
+        if agent_logged_in {
+            self.record("desktop.logged_in", detail);
+            self.tally.update(|s| {
+                s.logins += 1;
+                s.relogins += u64::from(relogin);
+            });
+            self.recovered("login");
+        } else {
+            // The session is open and the desktop shows the calls, but the agent is not logged
+            // in (the login was refused, or the voice channel is out of service).
+            self.record("desktop.session_opened", detail);
+            self.recovered("session");
+        }
         Ok(())
     }
 
@@ -188,6 +205,14 @@ impl Driver {
                 self.gws.voice(operation, reason.as_deref()).await.map(drop)
             }
             Command::Call { id, operation } => self.gws.call(&id, operation).await.map(drop),
+            Command::LogInAgent => {
+                let result = self.gws.start_contact_center_session().await.map(drop);
+                self.record(
+                    "desktop.agent_login",
+                    json!({ "ok": result.is_ok(), "error": result.as_ref().err().map(|f| f.to_string()) }),
+                );
+                result
+            }
             Command::LogOut => {
                 let result = self.gws.end_contact_center_session().await.map(drop);
                 self.gws.disconnect().await;

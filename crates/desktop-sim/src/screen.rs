@@ -190,6 +190,16 @@ impl Screen {
         }
     }
 
+    /// Whether the agent is logged in on the voice channel (LoggedIn, Ready or NotReady): a
+    /// session can be open while the agent login was refused (R5: a call in progress) or the
+    /// channel is out of service (R10, R13).
+    pub fn agent_logged_in(&self) -> bool {
+        matches!(
+            self.voice,
+            Voice::LoggedIn | Voice::Ready | Voice::NotReady { .. }
+        )
+    }
+
     /// Whether the voice service is available: no report yet, or one SIP node's link up.
     pub fn voice_service_available(&self) -> bool {
         self.voice_services.is_empty() || self.voice_services.values().any(|active| *active)

@@ -6,6 +6,7 @@ use anyhow::Context;
 use gws_mock::{GwsConfig, GwsNode};
 use proxy::ProxyHandle;
 use sipserver_mock::{NodeConfig, SipNode};
+use softphone_sim::{PhoneConfig, Swarm};
 
 use crate::topology::Topology;
 
@@ -17,6 +18,9 @@ pub struct Lab {
     proxies: tokio::sync::Mutex<Vec<ProxyHandle>>,
     /// The proxies' names and bound addresses (HTTP, control), for tests and the endpoint table.
     pub proxy_endpoints: Vec<ProxyEndpoint>,
+    /// The PSTN gateway (softphone-sim answering any number) at the topology's `pstn_gateway`,
+    /// where the SIP nodes send PSTN agents' calls.
+    pub pstn_gateway: Option<Swarm>,
 }
 
 /// Where a running proxy listens.
@@ -32,7 +36,20 @@ pub struct ProxyEndpoint {
 impl Lab {
     /// Starts every node of `topology` with the timers of `profile`.
     pub async fn start(topology: &Topology, profile: Option<&str>) -> anyhow::Result<Lab> {
-        let configs = topology.node_configs(profile).map_err(anyhow::Error::msg)?;
+        let mut configs = topology.node_configs(profile).map_err(anyhow::Error::msg)?;
+        // The gateway first: a node may send a PSTN agent's call there as soon as it runs (to
+        // the port it bound, when the topology asked for any).
+        let pstn_gateway = match topology.pstn_gateway {
+            Some(at) if topology.start_pstn_gateway => {
+                Some(start_pstn_gateway(topology, profile, at).await?)
+            }
+            _ => None,
+        };
+        for c in &mut configs {
+            if let Some(g) = &pstn_gateway {
+                c.pstn_gateway = Some(g.sip_addr());
+            }
+        }
         let mut sip_nodes = Vec::with_capacity(configs.len());
         for config in configs {
             let name = config.name.clone();
@@ -86,6 +103,7 @@ impl Lab {
             gws_nodes,
             proxies: tokio::sync::Mutex::new(proxies),
             proxy_endpoints,
+            pstn_gateway,
         })
     }
 
@@ -148,6 +166,14 @@ impl Lab {
                 );
             }
         }
+        if let Some(g) = &self.pstn_gateway {
+            let _ = writeln!(
+                out,
+                "\n{:<12} sip:{} (answers every PSTN agent's number)",
+                "pstn-gateway",
+                g.sip_addr()
+            );
+        }
         if !self.proxy_endpoints.is_empty() {
             let _ = writeln!(
                 out,
@@ -170,6 +196,9 @@ impl Lab {
     }
 
     pub async fn shutdown(&self) {
+        if let Some(g) = &self.pstn_gateway {
+            g.shutdown();
+        }
         for p in self.proxies.lock().await.drain(..) {
             p.shutdown().await;
         }
@@ -180,4 +209,19 @@ impl Lab {
             n.shutdown().await;
         }
     }
+}
+
+/// The PSTN gateway of the topology on `at`, with the profile's SIP T1 (a fast profile's
+/// retransmissions match the nodes').
+async fn start_pstn_gateway(
+    topology: &Topology,
+    profile: Option<&str>,
+    at: std::net::SocketAddr,
+) -> anyhow::Result<Swarm> {
+    let timers = topology.timers(profile).map_err(anyhow::Error::msg)?;
+    let mut config = PhoneConfig::gateway(at);
+    config.sip_timers.t1 = timers.sip_t1;
+    Swarm::start(config)
+        .await
+        .with_context(|| format!("starting the PSTN gateway on {at}"))
 }

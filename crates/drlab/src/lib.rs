@@ -3,16 +3,19 @@
 //!
 //! * [`topology`] — the TOML topology, with the default of docs/architecture.md §2 compiled in;
 //! * [`lab`] — starting and stopping every node of a topology;
-//! * [`fault`] — `drlab fault cut|heal` through the nodes' control planes;
+//! * [`orchestra`] — the layer every front end shares: lab handle, actors, named faults,
+//!   roles, one merged history, status;
+//! * [`scenario`] — `drlab scenario`: the seed's DR scenarios, checked id by id;
 //! * [`bench`] — benchmarks that run a lab and print figures (`drlab bench cluster`);
 //! * [`node`] — one node of a topology (`drlab node`, what each container runs);
 //! * [`containers`] — the image, the Compose project and partitions in containers.
 
 pub mod bench;
 pub mod containers;
-pub mod fault;
 pub mod lab;
 pub mod node;
+pub mod orchestra;
+pub mod scenario;
 pub mod topology;
 
 pub use lab::Lab;

@@ -1,10 +1,16 @@
-//! `drlab up`, `drlab node`, `drlab image build`, `drlab compose`, `drlab topology --print`,
-//! `drlab fault cut|heal`, `drlab bench cluster`.
+//! `drlab up`, `drlab scenario`, `drlab fault`, `drlab status`, `drlab node`, `drlab image
+//! build`, `drlab compose`, `drlab topology --print`, `drlab bench cluster`: a thin front end over
+//! the `drlab` library.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use drlab::orchestra::faults::{self, Fault, Layer, Mode, Via};
+use drlab::orchestra::handle::LabHandle;
+use drlab::orchestra::iptables::Installed;
+use drlab::orchestra::{status, BadInput};
+use drlab::scenario;
 use drlab::{Lab, Topology, DEFAULT_TOPOLOGY};
 
 /// mimalloc returns freed pages to the OS, so memory drops back after bursts (e.g. when the
@@ -33,13 +39,58 @@ enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
-    /// Inject or remove faults in a running lab (`drlab up`) through its control planes.
+    /// Inject or remove a named fault in a running lab (`drlab up`) through its control planes
+    /// or iptables: `cut dc1 dc2`, `cut gws1 ss1`, `cut proxy-dc1 gws1`, `cut phone DN DC`,
+    /// `crash NODE`, `restart NODE`, `heal [NAME|all]`.
     Fault {
-        #[command(subcommand)]
-        action: Fault,
+        /// The fault's words, e.g. `cut dc1 dc2` or `heal all`.
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
         /// Topology the lab runs (default: the embedded one).
-        #[arg(long, global = true)]
+        #[arg(long)]
         topology: Option<PathBuf>,
+        /// The fault layer: the nodes' built-in one or iptables rules (root).
+        #[arg(long, value_enum, default_value = "builtin")]
+        via: Via,
+        /// `drop` (silent blackhole; keepalives find it) or `reject` (RST at once).
+        #[arg(long, value_enum, default_value = "drop")]
+        mode: Mode,
+        /// For a DC cut: the TC links only, or all traffic between the DCs.
+        #[arg(long, value_enum, default_value = "tc")]
+        layer: Layer,
+        /// Control plane of a softphone-sim phone (`softphone-sim --control ADDR`), for
+        /// `cut phone DN DC`.
+        #[arg(long)]
+        phone_control: Option<std::net::SocketAddr>,
+    },
+    /// Nodes, links up/down, DN owners, logged-in agents and calls of a running lab.
+    Status {
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run DR scenarios of the seed on a lab of their own and check every assertion id
+    /// (`drlab scenario S1 --variant a`, `drlab scenario all`).
+    Scenario {
+        /// S0, S1, S2, S4 or all.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<String>,
+        /// Only this variant (S1: a, b, c; S2: a, b; S4: a, b).
+        #[arg(long)]
+        variant: Option<String>,
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Timer profile: `fast` (default), `default`, or one of the topology's profiles.
+        #[arg(long, default_value = "fast")]
+        profile: String,
+        /// The fault layer the scenarios' faults use.
+        #[arg(long, value_enum, default_value = "builtin")]
+        faults: Via,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a benchmark on an in-process lab (free ports) and print its figures.
     Bench {
@@ -70,20 +121,6 @@ enum Command {
         #[arg(long)]
         topology: Option<PathBuf>,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum Fault {
-    /// Cut every TC link between two DCs, on both sides (`drlab fault cut dc1 dc2 --mode drop`).
-    Cut {
-        dc_a: String,
-        dc_b: String,
-        /// `drop` (silent blackhole; ADDP finds it) or `reject` (RST at once).
-        #[arg(long, default_value = "drop")]
-        mode: String,
-    },
-    /// Remove every fault rule of every SIP node.
-    Heal,
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,14 +155,20 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<(Topology, String)> {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    // One line naming what went wrong, not a backtrace.
-    if let Err(e) = run(cli).await {
-        eprintln!("drlab: {e:#}");
-        std::process::exit(1);
+    // One line naming what went wrong, not a backtrace; status 2 for input the user can fix.
+    match run(cli).await {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("drlab: {e:#}");
+            let bad_input = e.downcast_ref::<BadInput>().is_some();
+            std::process::exit(if bad_input { 2 } else { 1 });
+        }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; Ok(exit status).
+async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Topology { print, topology } => {
             let (_, text) = load(topology.as_ref())?;
@@ -149,18 +192,70 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (topology, _) = load(args.topology.as_ref())?;
             args.run(&topology)?;
         }
-        Command::Fault { action, topology } => {
+        Command::Fault {
+            words,
+            topology,
+            via,
+            mode,
+            layer,
+            phone_control,
+        } => {
             let (topology, _) = load(topology.as_ref())?;
-            let nodes = topology.node_configs(None).map_err(anyhow::Error::msg)?;
-            let lines = match action {
-                Fault::Cut { dc_a, dc_b, mode } => {
-                    drlab::fault::cut(&nodes, &dc_a, &dc_b, &mode).await?
-                }
-                Fault::Heal => drlab::fault::heal(&nodes).await?,
-            };
-            for line in lines {
+            let mut lab = LabHandle::from_topology(&topology)?;
+            if let Some(control) = phone_control {
+                add_phone(&mut lab, control).await?;
+            }
+            for line in fault(&lab, &words, via, mode, layer).await? {
                 println!("{line}");
             }
+        }
+        Command::Status { topology, json } => {
+            let (topology, _) = load(topology.as_ref())?;
+            let lab = LabHandle::from_topology(&topology)?;
+            let status = status::collect(&lab).await;
+            if json {
+                println!("{status}");
+            } else {
+                print!("{}", status::render(&status));
+            }
+        }
+        Command::Scenario {
+            ids,
+            variant,
+            topology,
+            profile,
+            faults,
+            json,
+        } => {
+            let (topology, _) = load(topology.as_ref())?;
+            topology
+                .timers(Some(&profile))
+                .map_err(|e| BadInput::new(e, Vec::new()))?;
+            let cases = scenario::cases(&ids, variant.as_deref())?;
+            if faults == Via::Iptables && !drlab::orchestra::iptables::usable() {
+                return Err(BadInput::new(
+                    "--faults iptables needs root and the iptables command",
+                    vec!["builtin".into()],
+                )
+                .into());
+            }
+            let opts = scenario::Options {
+                topology,
+                profile,
+                faults,
+            };
+            let report = scenario::run(&cases, &opts, |case| {
+                if !json {
+                    eprintln!("… {} {}", case.scenario.name(), case.variant);
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.render());
+            }
+            return Ok(if report.ok() { 0 } else { 1 });
         }
         Command::Bench {
             which: Bench::Cluster { dns, rate, seconds },
@@ -188,6 +283,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_stop().await?;
             println!("stopping…");
             lab.shutdown().await;
+        }
+    }
+    Ok(0)
+}
+
+/// `drlab fault WORDS…`: inject a named fault, or heal one (or all).
+async fn fault(
+    lab: &LabHandle,
+    words: &[String],
+    via: Via,
+    mode: Mode,
+    layer: Layer,
+) -> anyhow::Result<Vec<String>> {
+    // Rules of iptables faults stay after this process (until `heal`).
+    let mut installed = Installed::default();
+    let lines = match words.first().map(String::as_str) {
+        Some("heal") if matches!(words.get(1).map(String::as_str), None | Some("all")) => {
+            faults::heal_all(lab).await?
+        }
+        Some("heal") => {
+            let fault = Fault::parse(&words[1..], layer, lab)?;
+            let steps = fault.plan(lab, via, mode)?;
+            faults::undo(lab, &steps, &mut installed).await?
+        }
+        _ => {
+            let fault = Fault::parse(words, layer, lab)?;
+            let steps = fault.plan(lab, via, mode)?;
+            faults::apply(lab, &steps, &mut installed).await?
+        }
+    };
+    installed.keep();
+    Ok(lines)
+}
+
+/// Adds the phones of the softphone-sim whose control plane is at `control`.
+async fn add_phone(lab: &mut LabHandle, control: std::net::SocketAddr) -> anyhow::Result<()> {
+    let state =
+        drlab::orchestra::control::expect_ok("phone", control, "GET", "/state", None).await?;
+    let sip: std::net::SocketAddr = state["sip"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .context("the phone's /state has no `sip` address")?;
+    for phone in state["phones"].as_array().into_iter().flatten() {
+        if let Some(dn) = phone["dn"].as_str() {
+            lab.add_phone(dn, sip, control);
         }
     }
     Ok(())

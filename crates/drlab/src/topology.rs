@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gws_mock::GwsConfig;
 use serde::{Deserialize, Serialize};
-use sipserver_mock::{AddpSettings, AgentOptions, DnRange, NodeConfig, RegistrarConfig};
+use sipserver_mock::{AddpSettings, AgentOptions, DnKind, DnRange, NodeConfig, RegistrarConfig};
 
 /// The embedded default topology, as text.
 pub const DEFAULT_TOPOLOGY: &str = include_str!("../topology/default.toml");
@@ -24,10 +24,14 @@ pub struct Topology {
     pub registrar: RegistrarConfig,
     #[serde(default)]
     pub options: Options,
-    pub dns: Vec<DnRange>,
+    pub dns: Vec<DnSpec>,
     /// The PSTN gateway every SIP node sends PSTN agents' calls to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pstn_gateway: Option<std::net::SocketAddr>,
+    /// Whether the lab runs the PSTN gateway itself (softphone-sim answering every number);
+    /// false when one runs elsewhere (a real SIP peer, a test's user agent).
+    #[serde(default = "yes")]
+    pub start_pstn_gateway: bool,
     pub sip_nodes: Vec<SipNodeSpec>,
     /// GWS API nodes, each with its ordered list of SIP nodes.
     #[serde(default)]
@@ -69,6 +73,10 @@ pub struct Timers {
     pub gws_reconnect_max: Duration,
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn default_session_timeout() -> Duration {
     Duration::from_secs(1800)
 }
@@ -77,6 +85,77 @@ fn default_cometd_timeout() -> Duration {
 }
 fn default_gws_reconnect_max() -> Duration {
     Duration::from_secs(20)
+}
+
+/// One range of the switch's DNs and the desktop users made from it: `{ range = "8000-8999",
+/// kind = "pstn", external = "+1555{dn}", user = "agent{dn}", password = "password" }`. Every
+/// GWS node accepts `user` (with `{dn}` standing for the DN) / `password` for each DN of the range.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnSpec {
+    /// `"7000-7999"` or a single DN `"7001"`: digits, both ends of the same length.
+    pub range: String,
+    pub kind: DnKind,
+    /// PSTN DNs: the number the PSTN gateway is called at, `{dn}` replaced by the DN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<String>,
+    /// The desktop user name of each DN (default `agent{dn}`).
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// The desktop users' password (default `password`).
+    #[serde(default = "default_password")]
+    pub password: String,
+}
+
+fn default_user() -> String {
+    "agent{dn}".into()
+}
+fn default_password() -> String {
+    "password".into()
+}
+
+impl DnSpec {
+    /// The SIP nodes' view of the range.
+    pub fn dn_range(&self) -> DnRange {
+        DnRange {
+            range: self.range.clone(),
+            kind: self.kind,
+            external: self.external.clone(),
+        }
+    }
+
+    /// The GWS nodes' view of the range: its users.
+    pub fn user_range(&self) -> gws_mock::UserRange {
+        gws_mock::UserRange {
+            dns: self.range.clone(),
+            name: self.user.clone(),
+            password: self.password.clone(),
+        }
+    }
+
+    /// The first DN of the range and the number of DNs in it.
+    pub fn first_dn(&self) -> Option<(String, u64)> {
+        let (lo, hi) = self
+            .range
+            .split_once('-')
+            .unwrap_or((&self.range, &self.range));
+        let (lo, hi) = (lo.trim(), hi.trim());
+        let (l, h) = (lo.parse::<u64>().ok()?, hi.parse::<u64>().ok()?);
+        (l <= h).then(|| (lo.to_owned(), h - l + 1))
+    }
+
+    /// The `n`th DN of the range (0: the first), same width as the range's ends.
+    pub fn nth_dn(&self, n: u64) -> Option<String> {
+        let (first, count) = self.first_dn()?;
+        let width = first.len();
+        let l: u64 = first.parse().ok()?;
+        (n < count).then(|| format!("{:0width$}", l + n))
+    }
+
+    /// The desktop user name of `dn`.
+    pub fn user_of(&self, dn: &str) -> String {
+        self.user.replace("{dn}", dn)
+    }
 }
 
 /// Genesys options shared by every SIP node.
@@ -175,6 +254,11 @@ impl Topology {
     fn validate(&self) -> Result<(), String> {
         if self.sip_nodes.is_empty() {
             return Err("field `sip_nodes`: at least one SIP node is needed".into());
+        }
+        for (i, dns) in self.dns.iter().enumerate() {
+            dns.user_range()
+                .validate()
+                .map_err(|e| format!("field `dns[{i}].user`: {e}"))?;
         }
         let mut names = HashSet::new();
         let mut sockets = HashSet::new();
@@ -312,6 +396,7 @@ impl Topology {
                     });
                 }
                 c.cors = self.gws_cors.clone();
+                c.user_ranges = self.dns.iter().map(DnSpec::user_range).collect();
                 c.session_timeout = timers.gws_session_timeout;
                 c.cometd.timeout = timers.cometd_timeout;
                 c.cometd.max_interval = c.cometd.max_interval.max(timers.cometd_timeout * 2);
@@ -356,7 +441,7 @@ impl Topology {
                 c.tc_port = spec.tc_port.unwrap_or(c.tc_port);
                 c.control_port = spec.control_port.unwrap_or(c.control_port);
                 c.control_token = spec.control_token.clone();
-                c.dns = self.dns.clone();
+                c.dns = self.dns.iter().map(DnSpec::dn_range).collect();
                 c.registrar = self.registrar.clone();
                 c.options = AgentOptions {
                     logout_on_disconnect: self.options.logout_on_disconnect,
@@ -392,6 +477,13 @@ impl Topology {
         for p in &mut self.proxies {
             p.http_port = Some(0);
             p.control_port = Some(0);
+        }
+        if let Some(g) = self
+            .pstn_gateway
+            .as_mut()
+            .filter(|_| self.start_pstn_gateway)
+        {
+            g.set_port(0);
         }
         self
     }
