@@ -61,8 +61,7 @@ async fn s1_8_r5_r8_pstn_dn_keeps_its_owner_through_a_gws_crash_during_a_call_th
         Swarm::start(PhoneConfig::gateway("127.0.0.1:0".parse().unwrap()).with_fast_timers())
             .await
             .expect("gateway starts");
-    let gw = gateway.sip_addr().to_string();
-    let lab = start_lab(|t| t.replace("127.0.3.1:5060", &gw)).await;
+    let lab = start_lab_with_gateway(gateway.sip_addr()).await;
     for name in ["gws1", "gws2", "gws3", "gws4"] {
         wait_link_up(gws(&lab, name)).await;
     }
