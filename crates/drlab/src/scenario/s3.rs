@@ -185,7 +185,14 @@ async fn agent2_cut_off(stage: &mut Stage, set: &Standard) -> anyhow::Result<()>
     stage.record("R13", s35);
 
     // S3.6 / R4: ss4 logs the agent out (the remote client went with the link); Call2 goes on.
-    let logout = setup::wait_dn(stage, &mark, &r.ss4, "agent.logout", dn, bound).await;
+    let logout = stage
+        .history
+        .wait_for(&mark, &r.ss4, bound, |e| {
+            e.kind == "agent.logout" && e.detail["dn"] == dn && e.detail["cause"] == "tc_link_lost"
+        })
+        .await
+        .map(|e| (Some(stage.after_fault(e.at_ms)), e.describe()))
+        .ok_or_else(|| format!("no agent.logout of {dn} for the lost TC link within {bound:?}"));
     let call2 = setup::calls_continue(stage, &mark, &[dn], &set.media_at_fault[1..]).await;
     let s36 = match (&logout, &call2) {
         (Ok((ms, l)), Ok((_, c))) => Ok((*ms, format!("{l}; {c}"))),
