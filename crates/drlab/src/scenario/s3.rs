@@ -242,45 +242,21 @@ async fn agent2_cut_off(stage: &mut Stage, set: &Standard) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The agent login through `desktop` (on `gws`) is refused: the node answers `EventError` 58
-/// (R10: the DN's owner is unreachable), GWS reports the voice channel failed (a partial
-/// success, so the desktop's request itself succeeds) and the desktop does not show the agent
-/// logged in.
+/// The agent login through `desktop` (on `gws`, connected to a DC1 node) is refused with
+/// `EventError` 58 (R10: the DN's owner is unreachable).
 async fn out_of_service_login(stage: &Stage, desktop: &Desktop, gws: &str) -> Found {
     let r = &stage.roles;
     let mark = stage.history.mark();
-    let asked = desktop.log_in_agent().await;
-    let failed = stage
-        .history
-        .wait_for(&mark, gws, stage.patience, |e| {
-            e.kind == "session.contact_center_started"
+    let (_, refusal) = setup::login_refused(stage, desktop, &r.ss1).await?;
+    [&r.ss1, &r.ss2]
+        .into_iter()
+        .find_map(|node| {
+            stage.history.find(&mark, node, |e| {
+                e.kind == "tlib.error" && e.detail["code"] == 58 && e.detail["rule"] == "R10"
+            })
         })
-        .await;
-    let error_58 = [&r.ss1, &r.ss2].into_iter().find_map(|node| {
-        stage.history.find(&mark, node, |e| {
-            e.kind == "tlib.error" && e.detail["code"] == 58 && e.detail["rule"] == "R10"
-        })
-    });
-    let screen = desktop.screen();
-    match (&failed, &error_58) {
-        (Some(f), Some(e)) if f.detail["ok"] == false && !screen.agent_logged_in() => Ok((
-            None,
-            format!(
-                "{} via {gws}: {}; {}; voice {}",
-                desktop.user(),
-                e.describe(),
-                f.describe(),
-                setup::voice_name(&screen.voice)
-            ),
-        )),
-        _ => Err(format!(
-            "{} via {gws}: login {asked:?}; {gws}: {:?}; EventError 58: {:?}; voice {:?}",
-            desktop.user(),
-            failed.map(|e| e.describe()),
-            error_58.map(|e| e.describe()),
-            screen.voice
-        )),
-    }
+        .map(|e| (None, format!("via {gws}: {refusal}; {}", e.describe())))
+        .ok_or_else(|| format!("via {gws}: {refusal}; but no EventError 58 (R10) in DC1"))
 }
 
 /// S3.2, S3.9, R10, S3.3, R11 (Agent1, whose Call1 lives beyond the cut).
