@@ -183,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             topology,
             profile,
         } => {
-            nodekit::telemetry::init("info");
+            cli.log.init("info");
             let (topology, _) = load(topology.as_ref())?;
             drlab::node::run_node(&topology, profile.as_deref(), &name, wait_for_stop()).await?;
         }
