@@ -273,6 +273,9 @@ async fn agent1_while_cut(stage: &mut Stage, set: &Standard) -> anyhow::Result<(
     let hold = a1.desktop.hold(&a1.call_id).await;
     let window = stage.timers.addp_timeout * 3;
     let held = held_at(stage, &hold_mark, dn, "hold", window).await;
+    let held_at_ss3 = stage.history.find(&hold_mark, &r.ss3, |e| {
+        e.kind == "call.held" && e.detail["dn"] == dn
+    });
     let events = stage.history.find_all(&mark, "desktops", |e| {
         e.kind == "desktop.call" && e.detail["user"] == user
     });
@@ -282,8 +285,8 @@ async fn agent1_while_cut(stage: &mut Stage, set: &Standard) -> anyhow::Result<(
         .calls
         .get(&a1.call_id)
         .map(|c| c.state.clone());
-    let s32 = match (&held, events.is_empty(), state.as_deref()) {
-        (Err(_), true, Some("Established")) => Ok((
+    let s32 = match (&held, &held_at_ss3, events.is_empty(), state.as_deref()) {
+        (Err(_), None, true, Some("Established")) => Ok((
             Some(stage.after_fault(now_ms())),
             format!(
                 "hold from the DC1 desktop: {}; neither {} nor the gateway held Call1 within {window:?}; no call event on the desktop since the fault",
@@ -292,7 +295,9 @@ async fn agent1_while_cut(stage: &mut Stage, set: &Standard) -> anyhow::Result<(
             ),
         )),
         _ => Err(format!(
-            "hold {hold:?} → {held:?}; desktop call events since the fault {:?}; Call1 on the desktop {state:?}",
+            "hold {hold:?} → gateway {held:?}, {} {:?}; desktop call events since the fault {:?}; Call1 on the desktop {state:?}",
+            r.ss3,
+            held_at_ss3.map(|e| e.describe()),
             events.iter().map(|e| e.describe()).collect::<Vec<_>>()
         )),
     };
