@@ -53,7 +53,10 @@ fn target_dir() -> PathBuf {
         .current_dir(workspace)
         .status()
         .expect("cargo runs");
-    assert!(built.success(), "cargo build --workspace --bins --tests failed");
+    assert!(
+        built.success(),
+        "cargo build --workspace --bins --tests failed"
+    );
     let exe = std::env::current_exe().expect("the test knows its own path");
     exe.parent()
         .and_then(Path::parent)

@@ -73,6 +73,11 @@ async fn s2_b_gws1_tlib_link_silent_drop_found_by_addp() {
 }
 
 #[tokio::test]
+async fn s3_tc_layer_between_the_dcs_fails_r10_r11_r13() {
+    scenario("S3", "-", 70, Via::Builtin).await;
+}
+
+#[tokio::test]
 async fn s4_a_softphone_loses_dc1_for_good_r8_r12() {
     scenario("S4", "a", 64, Via::Builtin).await;
 }

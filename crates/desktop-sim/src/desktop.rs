@@ -189,6 +189,24 @@ impl Desktop {
         .await
     }
 
+    /// Put the call `id` on hold (GWS sends the phone NOTIFY `Event: hold`).
+    pub async fn hold(&self, id: &str) -> Result<(), Failure> {
+        self.command(Command::Call {
+            id: id.to_owned(),
+            operation: "Hold",
+        })
+        .await
+    }
+
+    /// Retrieve the held call `id` (GWS sends the phone NOTIFY `Event: talk`).
+    pub async fn retrieve(&self, id: &str) -> Result<(), Failure> {
+        self.command(Command::Call {
+            id: id.to_owned(),
+            operation: "Retrieve",
+        })
+        .await
+    }
+
     /// The agent logs in on the voice channel of the open session (StartContactCenterSession
     /// again), e.g. after a refused login once the call and ACW are over (R5, S1.5). Err with
     /// the refusal when GWS refuses it.

@@ -74,10 +74,10 @@ enum Command {
     /// Run DR scenarios of the seed on a lab of their own and check every assertion id
     /// (`drlab scenario S1 --variant a`, `drlab scenario all`).
     Scenario {
-        /// S0, S1, S2, S4 or all.
+        /// S0, S1, S2, S3, S4 or all.
         #[arg(required = true, num_args = 1..)]
         ids: Vec<String>,
-        /// Only this variant (S1: a, b, c; S2: a, b; S4: a, b).
+        /// Only this variant (S1: a, b, c; S2: a, b; S4: a, b; S0 and S3 have one, `-`).
         #[arg(long)]
         variant: Option<String>,
         #[arg(long)]

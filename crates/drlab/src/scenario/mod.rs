@@ -5,13 +5,14 @@
 //!
 //! * [`stage`] — one run's lab, roles, actors, history and rows;
 //! * [`setup`] — the seed's set-ups and the checks shared by several scenarios;
-//! * [`s0`], [`s1`], [`s2`], [`s4`] — the scenarios (S3 is not written yet);
+//! * [`s0`], [`s1`], [`s2`], [`s3`], [`s4`] — the scenarios;
 //! * [`report`] — the table and the JSON; [`statements`] — every id's statement.
 
 pub mod report;
 pub mod s0;
 pub mod s1;
 pub mod s2;
+pub mod s3;
 pub mod s4;
 pub mod setup;
 pub mod stage;
@@ -30,14 +31,16 @@ pub enum ScenarioId {
     S0,
     S1,
     S2,
+    S3,
     S4,
 }
 
 impl ScenarioId {
-    pub const ALL: [ScenarioId; 4] = [
+    pub const ALL: [ScenarioId; 5] = [
         ScenarioId::S0,
         ScenarioId::S1,
         ScenarioId::S2,
+        ScenarioId::S3,
         ScenarioId::S4,
     ];
 
@@ -46,6 +49,7 @@ impl ScenarioId {
             ScenarioId::S0 => "S0",
             ScenarioId::S1 => "S1",
             ScenarioId::S2 => "S2",
+            ScenarioId::S3 => "S3",
             ScenarioId::S4 => "S4",
         }
     }
@@ -56,6 +60,7 @@ impl ScenarioId {
             ScenarioId::S0 => &["-"],
             ScenarioId::S1 => &["a", "b", "c"],
             ScenarioId::S2 => &["a", "b"],
+            ScenarioId::S3 => &["-"],
             ScenarioId::S4 => &["a", "b"],
         }
     }
@@ -67,6 +72,7 @@ impl ScenarioId {
             (ScenarioId::S1, "c") => s1::IDS_C,
             (ScenarioId::S1, _) => s1::IDS,
             (ScenarioId::S2, _) => s2::IDS,
+            (ScenarioId::S3, _) => s3::IDS,
             (ScenarioId::S4, "b") => s4::IDS_B,
             (ScenarioId::S4, _) => s4::IDS_A,
         }
@@ -140,6 +146,7 @@ pub async fn run_case(case: Case, opts: &Options) -> Result<Vec<Row>, BadInput> 
         ScenarioId::S0 => s0::run(case, opts).await,
         ScenarioId::S1 => s1::run(case, opts).await,
         ScenarioId::S2 => s2::run(case, opts).await,
+        ScenarioId::S3 => s3::run(case, opts).await,
         ScenarioId::S4 => s4::run(case, opts).await,
     };
     let (mut rows, error) = match outcome {
@@ -227,7 +234,7 @@ mod tests {
     #[test]
     fn ids_and_variants_parse_or_name_the_valid_ones() {
         let all = cases(&["all".into()], None).unwrap();
-        assert_eq!(all.len(), 8);
+        assert_eq!(all.len(), 9);
         let one = cases(&["s1".into()], Some("b")).unwrap();
         assert_eq!(
             one,

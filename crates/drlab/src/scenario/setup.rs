@@ -273,25 +273,44 @@ pub async fn agent_logs_in(stage: &Stage, desktop: &Desktop) -> Result<u64, Stri
     Ok(now_ms() - started)
 }
 
-/// The agent login is refused while a call is in progress (R5); evidence from the node.
+/// The agent login through `desktop` is refused (R5: a call in progress; R10: the DN's owner
+/// unreachable). GWS answers a voice channel that cannot start as a partial success (HTTP 200,
+/// `statusCode` 7, the desktop's request succeeds), so the refusal is either the desktop's error
+/// or GWS's journal saying the voice channel failed, with the screen not showing the agent
+/// logged in; `node`'s journal names the node's answer when it has one.
 pub async fn login_refused(stage: &Stage, desktop: &Desktop, node: &str) -> Found {
     let mark = stage.history.mark();
-    match desktop.log_in_agent().await {
-        Ok(()) => Err(format!(
-            "{}: agent login accepted during a call",
-            desktop.user()
-        )),
-        Err(refusal) => {
-            let rejected = stage
-                .history
-                .find(&mark, node, |e| {
-                    e.kind == "tlib.rejected" && e.detail["message"] == "RequestAgentLogin"
-                })
-                .map(|e| e.describe())
-                .unwrap_or_else(|| format!("{node}: no tlib.rejected journaled"));
-            Ok((None, format!("{}: {refusal}; {rejected}", desktop.user())))
-        }
-    }
+    let user = desktop.user();
+    let dn = desktop.screen().dn.unwrap_or_default();
+    let asked = desktop.log_in_agent().await;
+    let failed_at_gws = stage.lab.gws_nodes.iter().find_map(|g| {
+        stage.history.find(&mark, g.name(), |e| {
+            e.kind == "session.contact_center_started"
+                && e.detail["dn"] == dn.as_str()
+                && e.detail["ok"] == false
+        })
+    });
+    let screen = desktop.screen();
+    let refusal = match (&asked, failed_at_gws) {
+        (Err(f), _) => Some(f.to_string()),
+        (Ok(()), Some(e)) => Some(e.describe()),
+        (Ok(()), None) => None,
+    };
+    let Some(refusal) = refusal.filter(|_| !screen.agent_logged_in()) else {
+        return Err(format!(
+            "{user}: agent login accepted ({asked:?}), voice {:?}",
+            screen.voice
+        ));
+    };
+    let answer = stage
+        .history
+        .find(&mark, node, |e| {
+            (e.kind == "tlib.rejected" && e.detail["message"] == "RequestAgentLogin")
+                || (e.kind == "tlib.error" && e.detail["dn"] == dn.as_str())
+        })
+        .map(|e| e.describe())
+        .unwrap_or_else(|| format!("{node}: no refusal journaled"));
+    Ok((None, format!("{user}: {refusal}; {answer}")))
 }
 
 /// Whether the screen shows the agent logged in (for evidence).
