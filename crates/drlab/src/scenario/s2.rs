@@ -96,21 +96,34 @@ async fn steps(stage: &mut Stage) -> anyhow::Result<()> {
             e.kind == "tlib.link_up" && e.detail.to_string().contains(&format!("\"{}\"", r.ss2))
         })
         .await;
-    let remote = setup::wait_dn(
+    // R2: ss2 relays the registration to the owner, which registers it (a relayed client).
+    let forwarded = setup::wait_dn(
         stage,
         &mark,
         &r.ss2,
+        "tlib.register_forwarded",
+        &dns[0],
+        stage.patience,
+    )
+    .await;
+    let at_owner = setup::wait_dn(
+        stage,
+        &mark,
+        &r.ss1,
         "tlib.registered",
         &dns[0],
         stage.patience,
     )
     .await;
     let owner = setup::owner_at(stage, &r.ss2, &dns[0]).await;
-    let r2 = match (&remote, &owner) {
-        (Ok((ms, e)), Some(o)) if *o == r.ss1 => Ok((*ms, format!("{e}; owner stays {o}"))),
+    let r2 = match (&forwarded, &at_owner, &owner) {
+        (Ok((ms, e)), Ok(_), Some(o)) if *o == r.ss1 => Ok((
+            *ms,
+            format!("{e}; registered at the owner {o}, which keeps the DN"),
+        )),
         _ => Err(format!(
-            "registration at {}: {remote:?}; owner {owner:?}",
-            r.ss2
+            "relayed by {}: {forwarded:?}; registered at {}: {at_owner:?}; owner {owner:?}",
+            r.ss2, r.ss1
         )),
     };
     stage.record("R2", r2);

@@ -53,6 +53,13 @@ impl NodeCore {
                 let text = format!("request for DN {dn} relayed too often; ownership is settling");
                 self.send(id, event::error(reference, error_code::UNKNOWN_ERROR, text));
             } else {
+                if matches!(request, Request::RegisterAddress { .. }) {
+                    // R2: the registration is the owner's; this node only relays it.
+                    self.journal.record(
+                        "tlib.register_forwarded",
+                        json!({ "client": id, "dn": dn, "owner": &*owner, "rule": "R2" }),
+                    );
+                }
                 self.send_tc(
                     &owner,
                     TcMessage::Request {
