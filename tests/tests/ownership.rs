@@ -49,7 +49,7 @@ async fn media_flows(lab: &Lab, gateway: &Swarm, after: u64, what: &str) -> u64 
     media_received(gateway).await
 }
 
-/// The seed's case of issue 12: agent8002 (PSTN DN 8002) logs in through proxy-dc1; a call to
+/// The seed's case: agent8002 (PSTN DN 8002) logs in through proxy-dc1; a call to
 /// 8002 arrives at ss1 and is answered at the gateway; the GWS node holding the session crashes.
 /// ss1 logs the agent out (R4) but keeps ownership during the call (S1.6/S1.8); the agent's
 /// login through proxy-dc2 (GWS3/4 → ss3, a remote registration, R2) is refused while the call
