@@ -52,10 +52,7 @@ async fn steps(stage: &mut Stage) -> anyhow::Result<()> {
             gws: r.gws1.clone(),
         },
     };
-    let dns = [set.agent1.agent.dn.clone(), set.agent2.agent.dn.clone()];
-    for (i, dn) in dns.iter().enumerate() {
-        set.media_at_fault[i] = setup::media_received(stage, dn).await.unwrap_or(0);
-    }
+    set.note_media_at_fault(stage).await;
     stage.inject(&fault, Mode::Reject).await?;
     let mark = stage.fault_mark();
 

@@ -33,10 +33,7 @@ pub async fn run(case: Case, opts: &Options) -> Outcome {
 async fn steps(stage: &mut Stage) -> anyhow::Result<()> {
     let r = stage.roles.clone();
     let mut set = set_up(stage).await?;
-    let dns = [set.agent1.agent.dn.clone(), set.agent2.agent.dn.clone()];
-    for (i, dn) in dns.iter().enumerate() {
-        set.media_at_fault[i] = setup::media_received(stage, dn).await.unwrap_or(0);
-    }
+    let dns = set.note_media_at_fault(stage).await;
     let fault = Fault::CutDcs {
         a: r.dc1.clone(),
         b: r.dc2.clone(),

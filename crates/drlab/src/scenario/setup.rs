@@ -29,6 +29,18 @@ pub struct Standard {
     pub media_at_fault: [u64; 2],
 }
 
+impl Standard {
+    /// Notes each call's media counter just before the fault (the "calls continue" checks
+    /// compare against it); returns the two agents' DNs.
+    pub async fn note_media_at_fault(&mut self, stage: &Stage) -> [String; 2] {
+        let dns = [self.agent1.agent.dn.clone(), self.agent2.agent.dn.clone()];
+        for (i, dn) in dns.iter().enumerate() {
+            self.media_at_fault[i] = media_received(stage, dn).await.unwrap_or(0);
+        }
+        dns
+    }
+}
+
 /// Logs `agent` in through `proxy` on `gws`; waits until the agent is logged in.
 pub async fn seat_desktop(
     stage: &Stage,
