@@ -41,7 +41,12 @@ mod tests {
     #[test]
     fn a_present_peer_is_available_and_a_missing_one_is_skipped() {
         assert!(available(true, "sh", "DRLAB_TEST_NEVER_SET_1", "-"));
-        assert!(!available(false, "nothing", "DRLAB_TEST_NEVER_SET_2", "-"));
+        assert!(!available(
+            false,
+            "a peer this unit test pretends is missing",
+            "DRLAB_TEST_NEVER_SET_2",
+            "-"
+        ));
         assert!(runs("sh", &["-c", "exit 0"]));
         assert!(!runs("sh", &["-c", "exit 3"]));
         assert!(!runs("/nonexistent/program", &[]));
