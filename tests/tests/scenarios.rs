@@ -100,3 +100,17 @@ async fn s0_1_with_real_iptables_rules() {
         scenario("S0", "-", 61, Via::Iptables).await;
     }
 }
+
+#[tokio::test]
+async fn s3_with_real_iptables_rules() {
+    if iptables_usable() {
+        scenario("S3", "-", 73, Via::Iptables).await;
+    }
+}
+
+#[tokio::test]
+async fn s4_a_with_real_iptables_rules() {
+    if iptables_usable() {
+        scenario("S4", "a", 76, Via::Iptables).await;
+    }
+}

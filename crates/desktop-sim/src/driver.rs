@@ -206,7 +206,12 @@ impl Driver {
             }
             Command::Call { id, operation } => self.gws.call(&id, operation).await.map(drop),
             Command::LogInAgent => {
-                let result = self.gws.start_contact_center_session().await.map(drop);
+                let result = self
+                    .gws
+                    .start_contact_center_session()
+                    .await
+                    .and_then(Failure::of_voice_partial)
+                    .map(drop);
                 self.record(
                     "desktop.agent_login",
                     json!({ "ok": result.is_ok(), "error": result.as_ref().err().map(|f| f.to_string()) }),

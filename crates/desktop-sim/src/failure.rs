@@ -56,6 +56,19 @@ impl Failure {
         })
     }
 
+    /// A partly successful answer (`statusCode` 7) to an operation on the voice channel alone
+    /// failed where it mattered: the agent login was refused (R5: a call or ACW on the DN).
+    pub fn of_voice_partial(answer: RestAnswer) -> Result<RestAnswer, Failure> {
+        match (answer.status_code, answer.failed.first()) {
+            (Some(7), Some(failed)) => Err(Failure::Refused {
+                status: 200,
+                code: 7,
+                message: failed.status_message.clone().unwrap_or_default(),
+            }),
+            _ => Ok(answer),
+        }
+    }
+
     /// Classifies a Bayeux reply message (`successful` and `error`).
     pub fn of_bayeux(reply: &Message) -> Result<(), Failure> {
         if reply.successful == Some(true) {
@@ -104,6 +117,21 @@ mod tests {
             Failure::of_rest(200, &rest(json!({"statusCode": 7}))),
             Ok(())
         );
+        assert_eq!(
+            Failure::of_rest(403, &rest(json!({"statusCode": 20}))),
+            Err(Failure::SessionGone)
+        );
+        let refused =
+            rest(json!({"statusCode": 7, "failed": [{"statusMessage": "call in progress"}]}));
+        assert_eq!(
+            Failure::of_voice_partial(refused),
+            Err(Failure::Refused {
+                status: 200,
+                code: 7,
+                message: "call in progress".into()
+            })
+        );
+        assert!(Failure::of_voice_partial(rest(json!({"statusCode": 0}))).is_ok());
         assert_eq!(
             Failure::of_rest(403, &rest(json!({"statusCode": 20}))),
             Err(Failure::SessionGone)

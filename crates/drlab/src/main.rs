@@ -244,16 +244,37 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 profile,
                 faults,
             };
-            let report = scenario::run(&cases, &opts, |case| {
-                if !json {
-                    eprintln!("… {} {}", case.scenario.name(), case.variant);
+            if !json {
+                print!("{}", scenario::Report::header());
+            }
+            let report = scenario::run(&cases, &opts, |progress| {
+                if json {
+                    return;
+                }
+                match progress {
+                    scenario::Progress::Started { case, n, of } => {
+                        eprintln!("… [{n}/{of}] {} {}", case.scenario.name(), case.variant);
+                    }
+                    scenario::Progress::Finished { case, rows, ms } => {
+                        for row in rows {
+                            print!("{}", row.line());
+                        }
+                        let failed = rows.iter().filter(|r| !r.pass).count();
+                        eprintln!(
+                            "… {} {}: {} rows, {failed} failed, {:.1} s",
+                            case.scenario.name(),
+                            case.variant,
+                            rows.len(),
+                            ms as f64 / 1000.0
+                        );
+                    }
                 }
             })
             .await?;
             if json {
                 println!("{}", report.json());
             } else {
-                print!("{}", report.render());
+                print!("{}", report.summary());
             }
             return Ok(if report.ok() { 0 } else { 1 });
         }

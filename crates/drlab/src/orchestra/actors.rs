@@ -19,6 +19,8 @@ use super::roles::Agent;
 const CALL_HOLD: Duration = Duration::from_secs(3600);
 /// The fast profile's caller gives a silent call this long.
 const CALLER_MEDIA_TIMEOUT: Duration = Duration::from_secs(3);
+/// The phones' Expires under the Genesys default timers (the fast profile has its own).
+pub const SLOW_PROFILE_EXPIRES: u32 = 60;
 /// Logins a desktop may need until the proxy's round robin lands it on the wanted GWS node.
 const PLACEMENT_ATTEMPTS: usize = 6;
 
@@ -146,15 +148,32 @@ impl Actors {
         if self.fast {
             config = config.with_fast_timers();
         }
-        if let Some(e) = expires {
-            config.expires = e;
+        match expires {
+            Some(e) => config.expires = e,
+            // Real phones ask for 1800–3600 s; a scenario that waits for a registration to
+            // lapse (S4) would take that long, so the Genesys timers run with a minute.
+            None if !self.fast => config.expires = SLOW_PROFILE_EXPIRES,
+            None => {}
         }
-        config.bind = SocketAddr::new(self.ip, 0);
+        let ip = self.phone_ip();
+        config.bind = SocketAddr::new(ip, 0);
         let phone = Swarm::start(config).await?;
-        let control = phone.serve_control(SocketAddr::new(self.ip, 0)).await?;
+        let control = phone.serve_control(SocketAddr::new(ip, 0)).await?;
         history.add(&format!("phone-{dn}"), phone.journal());
         self.phones.push(phone.clone());
         Ok((phone, control))
+    }
+
+    /// The address of the next phone: on loopback each phone gets one of its own after the
+    /// caller's, so that an iptables rule on a phone's address (a phone losing a DC, SIP and
+    /// media) leaves the caller's media alone; elsewhere the actors share their one address.
+    fn phone_ip(&self) -> IpAddr {
+        match self.ip {
+            IpAddr::V4(v4) if v4.is_loopback() => {
+                IpAddr::V4((u32::from(v4) + 1 + self.phones.len() as u32).into())
+            }
+            other => other,
+        }
     }
 
     /// The caller calls `to` through the SIP node at `via` (from `ani`), holding until hung up.

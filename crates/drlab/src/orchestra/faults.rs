@@ -139,9 +139,14 @@ fn rule(link: String, peer: Option<std::net::IpAddr>, mode: Mode) -> FaultRule {
     }
 }
 
-/// `words` of a TCP iptables rule, with the mode's target.
+/// `words` of a TCP iptables rule, with the mode's target. A rejecting rule lets resets
+/// through: on loopback the reset that answers one direction crosses the other direction's rule,
+/// which would swallow it and turn "refused at once" into a silent timeout.
 fn tcp(matches: &[String], mode: Mode) -> IptablesRule {
     let mut words: Vec<String> = matches.to_vec();
+    if mode == Mode::Reject {
+        words.extend(["!", "--tcp-flags", "RST", "RST"].map(String::from));
+    }
     words.extend(
         mode.tcp_target()
             .iter()
@@ -257,38 +262,28 @@ impl Fault {
             Fault::CutGwsSip { gws, sip } => {
                 let g = lab.node_of(NodeKind::Gws, gws)?;
                 let s = lab.node_of(NodeKind::Sip, sip)?;
-                Ok(match via {
-                    Via::Builtin => vec![Step::Rules {
-                        node: g.clone(),
-                        rules: vec![rule(format!("tlib:{gws}-{sip}"), None, mode)],
-                    }],
-                    Via::Iptables => {
-                        vec![Step::Iptables(tcp_both_ways(
-                            g,
-                            s,
-                            port(s, s.tlib, "T-Lib")?,
-                            mode,
-                        ))]
-                    }
-                })
+                let link = format!("tlib:{gws}-{sip}");
+                Ok(cut_client_link(
+                    g,
+                    s,
+                    port(s, s.tlib, "T-Lib")?,
+                    link,
+                    via,
+                    mode,
+                ))
             }
             Fault::CutProxyGws { proxy, gws } => {
                 let p = lab.node_of(NodeKind::Proxy, proxy)?;
                 let g = lab.node_of(NodeKind::Gws, gws)?;
-                Ok(match via {
-                    Via::Builtin => vec![Step::Rules {
-                        node: p.clone(),
-                        rules: vec![rule(format!("http:{proxy}-{gws}"), None, mode)],
-                    }],
-                    Via::Iptables => {
-                        vec![Step::Iptables(tcp_both_ways(
-                            p,
-                            g,
-                            port(g, g.http, "HTTP")?,
-                            mode,
-                        ))]
-                    }
-                })
+                let link = format!("http:{proxy}-{gws}");
+                Ok(cut_client_link(
+                    p,
+                    g,
+                    port(g, g.http, "HTTP")?,
+                    link,
+                    via,
+                    mode,
+                ))
             }
             Fault::CutPhone { dn, dc } => {
                 let phone = lab.node_of(NodeKind::Phone, dn)?;
@@ -391,6 +386,10 @@ impl Fault {
                                         ));
                                     }
                                     let mut w = words(&["-s", &s, "-d", &d]);
+                                    if mode == Mode::Reject {
+                                        // The ICMP errors that answer the other direction.
+                                        w.extend(words(&["!", "-p", "icmp"]));
+                                    }
                                     w.extend(mode.target().map(String::from));
                                     rules.push(IptablesRule(w));
                                 }
@@ -403,6 +402,25 @@ impl Fault {
             }
         }
         Ok(steps)
+    }
+}
+
+/// Cuts the TCP link from `client` to `server`'s `port`: the client's built-in `link` rule, or
+/// iptables rules both ways.
+fn cut_client_link(
+    client: &Endpoint,
+    server: &Endpoint,
+    port: u16,
+    link: String,
+    via: Via,
+    mode: Mode,
+) -> Vec<Step> {
+    match via {
+        Via::Builtin => vec![Step::Rules {
+            node: client.clone(),
+            rules: vec![rule(link, None, mode)],
+        }],
+        Via::Iptables => vec![Step::Iptables(tcp_both_ways(client, server, port, mode))],
     }
 }
 
@@ -531,7 +549,7 @@ mod tests {
         };
         assert_eq!(
             rules[0].describe(),
-            "iptables -I INPUT -s 127.0.1.10 -d 127.0.1.11 -p tcp --dport 8090 -j REJECT --reject-with tcp-reset"
+            "iptables -I INPUT -s 127.0.1.10 -d 127.0.1.11 -p tcp --dport 8090 ! --tcp-flags RST RST -j REJECT --reject-with tcp-reset"
         );
     }
 }

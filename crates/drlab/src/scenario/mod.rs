@@ -179,17 +179,41 @@ pub async fn run_case(case: Case, opts: &Options) -> Result<Vec<Row>, BadInput> 
     Ok(rows)
 }
 
-/// Runs `cases` one after the other; `progress` hears each case's start.
+/// What [`run`] tells its caller while it goes.
+pub enum Progress<'a> {
+    /// A case starts: the `n`th (from 1) of `of`.
+    Started { case: &'a Case, n: usize, of: usize },
+    /// A case ended with these rows after `ms`.
+    Finished {
+        case: &'a Case,
+        rows: &'a [Row],
+        ms: u64,
+    },
+}
+
+/// Runs `cases` one after the other; `progress` hears each case start and end (long runs, such
+/// as the default timers' minutes, show their rows as they come).
 pub async fn run(
     cases: &[Case],
     opts: &Options,
-    mut progress: impl FnMut(&Case),
+    mut progress: impl FnMut(Progress<'_>),
 ) -> Result<Report, BadInput> {
     let started = Instant::now();
     let mut report = Report::default();
-    for case in cases {
-        progress(case);
-        report.rows.extend(run_case(*case, opts).await?);
+    for (i, case) in cases.iter().enumerate() {
+        progress(Progress::Started {
+            case,
+            n: i + 1,
+            of: cases.len(),
+        });
+        let case_started = Instant::now();
+        let rows = run_case(*case, opts).await?;
+        progress(Progress::Finished {
+            case,
+            rows: &rows,
+            ms: case_started.elapsed().as_millis() as u64,
+        });
+        report.rows.extend(rows);
     }
     report.wall_ms = started.elapsed().as_millis() as u64;
     Ok(report)

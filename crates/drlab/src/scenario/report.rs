@@ -1,8 +1,6 @@
 //! The result of a scenario run: one row per id and variant (pass or FAIL, the time observed
 //! since the fault, one line of evidence, the id's statement), as a table or as JSON.
 
-use std::fmt::Write;
-
 use serde::Serialize;
 use serde_json::json;
 
@@ -19,6 +17,27 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ms: Option<u64>,
     pub evidence: String,
+}
+
+impl Row {
+    /// The row as one line of the table.
+    pub fn line(&self) -> String {
+        let ms = self.ms.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+        let mut evidence: String = self.evidence.chars().take(60).collect();
+        if self.evidence.chars().count() > 60 {
+            evidence.pop();
+            evidence.push('…');
+        }
+        format!(
+            "{:<6} {:<4} {:<7} {:>7}  {:<60}  {}\n",
+            self.id,
+            self.variant,
+            if self.pass { "pass" } else { "FAIL" },
+            ms,
+            evidence,
+            statement(&self.id)
+        )
+    }
 }
 
 /// Every row of a run.
@@ -53,38 +72,30 @@ impl Report {
 
     /// The table.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{:<6} {:<4} {:<7} {:>7}  {:<60}  statement",
-            "id", "var", "result", "ms", "evidence"
-        );
+        let mut out = Report::header();
         for r in &self.rows {
-            let ms = r.ms.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
-            let mut evidence: String = r.evidence.chars().take(60).collect();
-            if r.evidence.chars().count() > 60 {
-                evidence.pop();
-                evidence.push('…');
-            }
-            let _ = writeln!(
-                out,
-                "{:<6} {:<4} {:<7} {:>7}  {:<60}  {}",
-                r.id,
-                r.variant,
-                if r.pass { "pass" } else { "FAIL" },
-                ms,
-                evidence,
-                statement(&r.id)
-            );
+            out.push_str(&r.line());
         }
-        let _ = writeln!(
-            out,
-            "\n{} passed, {} failed, wall time {:.1} s",
+        out.push_str(&self.summary());
+        out
+    }
+
+    /// The table's header line.
+    pub fn header() -> String {
+        format!(
+            "{:<6} {:<4} {:<7} {:>7}  {:<60}  statement\n",
+            "id", "var", "result", "ms", "evidence"
+        )
+    }
+
+    /// The counts and the wall time, after the rows.
+    pub fn summary(&self) -> String {
+        format!(
+            "\n{} passed, {} failed, wall time {:.1} s\n",
             self.passed(),
             self.failed(),
             self.wall_ms as f64 / 1000.0
-        );
-        out
+        )
     }
 
     /// `{"results":[…], "passed":N, "failed":N, "wall_ms":N}`.

@@ -287,9 +287,9 @@ pub async fn agent_logs_in(stage: &Stage, desktop: &Desktop) -> Result<u64, Stri
 
 /// The agent login through `desktop` is refused (R5: a call in progress; R10: the DN's owner
 /// unreachable). GWS answers a voice channel that cannot start as a partial success (HTTP 200,
-/// `statusCode` 7, the desktop's request succeeds), so the refusal is either the desktop's error
-/// or GWS's journal saying the voice channel failed, with the screen not showing the agent
-/// logged in; `node`'s journal names the node's answer when it has one.
+/// `statusCode` 7), which the desktop reports as refused; the refusal is the desktop's error or
+/// GWS's journal saying the voice channel failed, with the screen not showing the agent logged
+/// in; `node`'s journal names the node's answer when it has one.
 pub async fn login_refused(stage: &Stage, desktop: &Desktop, node: &str) -> Found {
     let mark = stage.history.mark();
     let user = desktop.user();
