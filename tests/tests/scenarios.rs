@@ -114,3 +114,10 @@ async fn s4_a_with_real_iptables_rules() {
         scenario("S4", "a", 76, Via::Iptables).await;
     }
 }
+
+#[tokio::test]
+async fn s1_b_with_real_iptables_rules() {
+    if iptables_usable() {
+        scenario("S1", "b", 79, Via::Iptables).await;
+    }
+}
