@@ -87,37 +87,34 @@ async fn s4_2_paths_back_before_the_registration_expires() {
     scenario("S4", "b", 67, Via::Builtin).await;
 }
 
+/// A case with real iptables rules (root): SKIPPED without them, required in CI.
+async fn with_iptables(id: &str, variant: &str, net: u8) {
+    if iptables_usable() {
+        scenario(id, variant, net, Via::Iptables).await;
+    }
+}
+
 #[tokio::test]
 async fn s2_b_with_real_iptables_rules() {
-    if iptables_usable() {
-        scenario("S2", "b", 58, Via::Iptables).await;
-    }
+    with_iptables("S2", "b", 58).await;
 }
 
 #[tokio::test]
 async fn s0_1_with_real_iptables_rules() {
-    if iptables_usable() {
-        scenario("S0", "-", 61, Via::Iptables).await;
-    }
+    with_iptables("S0", "-", 61).await;
 }
 
 #[tokio::test]
 async fn s3_with_real_iptables_rules() {
-    if iptables_usable() {
-        scenario("S3", "-", 73, Via::Iptables).await;
-    }
+    with_iptables("S3", "-", 73).await;
 }
 
 #[tokio::test]
 async fn s4_a_with_real_iptables_rules() {
-    if iptables_usable() {
-        scenario("S4", "a", 76, Via::Iptables).await;
-    }
+    with_iptables("S4", "a", 76).await;
 }
 
 #[tokio::test]
 async fn s1_b_with_real_iptables_rules() {
-    if iptables_usable() {
-        scenario("S1", "b", 79, Via::Iptables).await;
-    }
+    with_iptables("S1", "b", 79).await;
 }
