@@ -16,6 +16,7 @@ pub mod lab;
 pub mod node;
 pub mod orchestra;
 pub mod scenario;
+pub mod storm;
 pub mod topology;
 
 pub use lab::Lab;

@@ -92,6 +92,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A reconnect storm on a lab of its own: phones and desktops logged in, one fault for all,
+    /// how long each agent took to recover (percentiles, recovery curve, the ones never back).
+    Storm {
+        /// Softphone agents (DNs of the topology's first softphone range).
+        #[arg(long, default_value_t = 1000)]
+        phones: usize,
+        /// Desktops logging the first of those agents in through DC1's proxy.
+        #[arg(long, default_value_t = 500)]
+        desktops: usize,
+        #[arg(long, value_enum)]
+        fault: drlab::storm::StormFault,
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Timer profile: `fast` (default), `default`, or one of the topology's profiles.
+        #[arg(long, default_value = "fast")]
+        profile: String,
+        /// The fault layer: built-in (default) or real iptables rules (root).
+        #[arg(long, value_enum, default_value = "builtin")]
+        faults: Via,
+        /// Seconds the agents have to recover before they count as lost.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// One JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a benchmark on an in-process lab (free ports) and print its figures.
     Bench {
         #[command(subcommand)]
@@ -275,6 +301,49 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", report.json());
             } else {
                 print!("{}", report.summary());
+            }
+            return Ok(if report.ok() { 0 } else { 1 });
+        }
+        Command::Storm {
+            phones,
+            desktops,
+            fault,
+            topology,
+            profile,
+            faults,
+            timeout,
+            json,
+        } => {
+            let (topology, _) = load(topology.as_ref())?;
+            topology
+                .timers(Some(&profile))
+                .map_err(|e| BadInput::new(e, Vec::new()))?;
+            if faults == Via::Iptables && !drlab::orchestra::iptables::usable() {
+                return Err(BadInput::new(
+                    "--faults iptables needs root and the iptables command",
+                    vec!["builtin".into()],
+                )
+                .into());
+            }
+            let opts = drlab::storm::Options {
+                topology,
+                profile,
+                phones,
+                desktops,
+                fault,
+                via: faults,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let report = drlab::storm::run(&opts, |line| {
+                if !json {
+                    eprintln!("… {line}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.render());
             }
             return Ok(if report.ok() { 0 } else { 1 });
         }
