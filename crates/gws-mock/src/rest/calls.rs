@@ -1,5 +1,6 @@
-//! Call control: `POST /api/v2/me/calls/{id}` (Answer, Hangup, Hold, Retrieve — allowed when in
-//! the call's `capabilities`) and `POST /api/v2/me/devices/{id}/calls` (Dial).
+//! Calls: `GET /api/v2/me/calls/{id}`, call control `POST /api/v2/me/calls/{id}` (Answer, Hangup,
+//! Hold, Retrieve, ClearCall — allowed when in the call's `capabilities`) and `POST
+//! /api/v2/me/devices/{id}/calls` (Dial).
 
 use std::sync::Arc;
 
@@ -10,13 +11,32 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tlib::{MakeCallType, Request};
+use tokio::time::Instant;
 
 use super::auth::{answer, authenticate};
 use super::body::Operation;
 use super::error::ApiError;
+use super::me::read_session_or;
 use super::tlib_call;
 use crate::ctx::Ctx;
 use crate::device::CallOperation;
+use crate::notification;
+
+/// `GET /api/v2/me/calls/{id}`.
+pub async fn get(
+    State(ctx): State<Arc<Ctx>>,
+    Path(call_id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    read_session_or(&ctx, &method, &headers, |st, _, d| match d.call(&call_id) {
+        Some(c) => {
+            Ok(json!({"statusCode": 0, "call": notification::call(c, d, &st.base, Instant::now())}))
+        }
+        None => Err(ApiError::not_found(format!("Call '{call_id}' not found"))),
+    })
+    .await
+}
 
 /// `POST /api/v2/me/calls/{id}`.
 pub async fn control(
@@ -26,11 +46,8 @@ pub async fn control(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let op = match Operation::parse(
-        body,
-        ctx.cfg.max_body_bytes,
-        &["Answer", "Hangup", "Hold", "Retrieve"],
-    ) {
+    let names = CallOperation::ALL.map(CallOperation::as_str);
+    let op = match Operation::parse(body, ctx.cfg.max_body_bytes, &names) {
         Ok(op) => op,
         Err(e) => return e.into_response(),
     };
@@ -38,7 +55,7 @@ pub async fn control(
         return ApiError::validation(format!("Unsupported operationName '{}'", op.name))
             .into_response();
     };
-    let authed = match authenticate(&ctx, &method, &headers) {
+    let authed = match authenticate(&ctx, &method, &headers).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
@@ -54,10 +71,10 @@ async fn control_call(
 ) -> Result<Value, ApiError> {
     let (dn, conn_id) = {
         let st = ctx.state();
-        let Some(s) = st.sessions.get(sid) else {
+        let Some((s, d)) = st.sessions.with_device(sid) else {
             return Err(ApiError::access_denied());
         };
-        match s.device.call(call_id) {
+        match d.call(call_id) {
             None => return Err(ApiError::not_found(format!("Call '{call_id}' not found"))),
             Some(c) if !c.allows(operation) => {
                 return Err(ApiError::invalid_state(format!(
@@ -83,6 +100,10 @@ async fn control_call(
             conn_id,
         },
         CallOperation::Retrieve => Request::RetrieveCall {
+            dn: dn.clone(),
+            conn_id,
+        },
+        CallOperation::ClearCall => Request::ClearCall {
             dn: dn.clone(),
             conn_id,
         },
@@ -131,7 +152,7 @@ pub async fn dial(
         Some(Value::Object(kv)) => Some(kv.clone()),
         Some(_) => return ApiError::validation("'userData' must be an object").into_response(),
     };
-    let authed = match authenticate(&ctx, &method, &headers) {
+    let authed = match authenticate(&ctx, &method, &headers).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
@@ -148,10 +169,10 @@ async fn dial_from(
 ) -> Result<Value, ApiError> {
     let dn = {
         let st = ctx.state();
-        let Some(s) = st.sessions.get(sid) else {
+        let Some((s, d)) = st.sessions.with_device(sid) else {
             return Err(ApiError::access_denied());
         };
-        if s.device.id != device_id {
+        if d.id != device_id {
             return Err(ApiError::not_found(format!(
                 "Device '{device_id}' not found"
             )));
