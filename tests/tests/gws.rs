@@ -617,7 +617,8 @@ async fn csrf_protection_requires_the_token_on_posts() {
 }
 
 /// Dial from the desktop: the agent's phone rings first, then the destination; the desktop sees
-/// Dialing then Established, and hangs up through REST.
+/// Dialing then Established with the destination as participant, reads the call, and clears it
+/// through REST.
 #[tokio::test]
 async fn desktop_dials_through_its_device() {
     let sip = start_node("ss1", |c| c.options.wrap_up_time = Duration::ZERO).await;
@@ -645,7 +646,11 @@ async fn desktop_dials_through_its_device() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    desktop.wait_for("Dialing", call_is("Dialing")).await;
+    let dialing = desktop.wait_for("Dialing", call_is("Dialing")).await;
+    assert_eq!(
+        dialing["call"]["participants"][0]["phoneNumber"], "7021",
+        "the destination is the participant"
+    );
     let up = desktop
         .wait_for("Established", call_is("Established"))
         .await;
@@ -654,10 +659,24 @@ async fn desktop_dials_through_its_device() {
         .await
         .unwrap();
     let id = up["call"]["id"].as_str().unwrap().to_owned();
+    let (status, call) = desktop.get(&format!("/api/v2/me/calls/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(call["call"]["state"], "Established");
+    assert_eq!(call["call"]["participants"][0]["phoneNumber"], "7021");
+    assert!(call["call"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
+    // Only what the mock carries out is advertised; ClearCall is one of them.
+    assert_eq!(
+        call["call"]["capabilities"],
+        json!(["Hangup", "Hold", "ClearCall"])
+    );
     let (status, _) = desktop
         .post(
             &format!("/api/v2/me/calls/{id}"),
-            json!({"operationName": "Hangup"}),
+            json!({"operationName": "ClearCall"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);

@@ -3,10 +3,8 @@
 //! to the user's device (a second session sees and changes it), the resources desktops read,
 //! DND and forwarding, the agent-state model, Dial participants and EndContactCenterSession.
 
-use std::time::Duration;
-
 use drlab_tests::gws::*;
-use drlab_tests::ua::{AnswerMode, PhoneEvent, TestPhone};
+use drlab_tests::ua::TestPhone;
 use drlab_tests::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -30,6 +28,30 @@ async fn ready_desktop(dn: &str) -> (sipserver_mock::SipNode, gws_mock::GwsNode,
 
 fn user_state(d: &Value) -> &Value {
     &d["devices"][0]["userState"]
+}
+
+/// POSTs `{"operationName": operation}` to `path` (200 expected), then waits for the device
+/// message `pred` matches.
+async fn set_state(
+    desktop: &mut Desktop,
+    path: &str,
+    operation: &str,
+    pred: impl FnMut(&Value) -> bool,
+) -> Value {
+    let (status, body) = desktop
+        .post(path, json!({ "operationName": operation }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{operation}: {body}");
+    desktop.wait_for(operation, pred).await
+}
+
+fn in_acw(d: &Value) -> bool {
+    user_state(d)["workMode"] == "AfterCallWork"
+}
+
+/// The HTTP status and GWS `statusCode` of an answer.
+fn status_code((status, body): (StatusCode, Value)) -> (StatusCode, Value) {
+    (status, body["statusCode"].clone())
 }
 
 /// A client that keeps no cookie and sends Basic credentials on every request (the .NET GWS
@@ -184,28 +206,26 @@ async fn device_call_channel_and_settings_resources_and_dnd_forwarding() {
     desktop
         .wait_for("channel DND", |d| d["channels"][0]["dndState"] == "On")
         .await;
-    // Not a capability now: refused as a state error.
-    let (status, body) = desktop
-        .post(&device_path, json!({"operationName": "DoNotDisturbOn"}))
-        .await;
-    assert_eq!(
-        (status, body["statusCode"].clone()),
-        (StatusCode::BAD_REQUEST, json!(2))
-    );
-    let (status, body) = desktop
-        .post(&device_path, json!({"operationName": "ForwardCallsOn"}))
-        .await;
-    assert_eq!(
-        (status, body["statusCode"].clone()),
-        (StatusCode::BAD_REQUEST, json!(1))
-    );
-    let (status, _) = desktop
-        .post(
-            &device_path,
+    // Not a capability now: refused as a state error; forwarding needs its destination.
+    for (body, expected) in [
+        (
+            json!({"operationName": "DoNotDisturbOn"}),
+            (StatusCode::BAD_REQUEST, json!(2)),
+        ),
+        (
+            json!({"operationName": "ForwardCallsOn"}),
+            (StatusCode::BAD_REQUEST, json!(1)),
+        ),
+        (
             json!({"operationName": "ForwardCallsOn", "forwardTo": "5000"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+            (StatusCode::OK, json!(0)),
+        ),
+    ] {
+        assert_eq!(
+            status_code(desktop.post(&device_path, body).await),
+            expected
+        );
+    }
     let (_, device) = desktop.get(&device_path).await;
     assert_eq!(
         device["device"]["capabilities"],
@@ -245,28 +265,13 @@ async fn agent_state_on_all_channels_with_configured_reasons_and_offline() {
         (status, body["statusCode"].clone()),
         (StatusCode::BAD_REQUEST, json!(10))
     );
-    let (status, _) = desktop
-        .post("/api/v2/me", json!({"operationName": "AfterCallWork"}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let acw = desktop
-        .wait_for("ACW", |d| user_state(d)["workMode"] == "AfterCallWork")
-        .await;
+    let acw = set_state(&mut desktop, "/api/v2/me", "AfterCallWork", in_acw).await;
     assert_eq!(user_state(&acw)["id"], AFTER_CALL_WORK_ID);
     assert_eq!(user_state(&acw)["displayName"], "After Call Work");
-    desktop
-        .post("/api/v2/me", json!({"operationName": "Ready"}))
-        .await;
-    desktop
-        .wait_for("Ready", device_is("Active", Some("Ready")))
-        .await;
-    let (status, _) = desktop
-        .post("/api/v2/me", json!({"operationName": "Offline"}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let out = desktop
-        .wait_for("LoggedOut", device_is("Active", Some("LoggedOut")))
-        .await;
+    let ready = device_is("Active", Some("Ready"));
+    set_state(&mut desktop, "/api/v2/me", "Ready", ready).await;
+    let logged_out = device_is("Active", Some("LoggedOut"));
+    let out = set_state(&mut desktop, "/api/v2/me", "Offline", logged_out).await;
     assert_eq!(user_state(&out)["id"], OFFLINE_ID);
 }
 
@@ -275,15 +280,8 @@ async fn agent_state_on_all_channels_with_configured_reasons_and_offline() {
 #[tokio::test]
 async fn end_contact_center_session_in_acw_is_refused_and_a_successful_end_invalidates() {
     let (_sip, _gws, mut desktop) = ready_desktop("8014").await;
-    desktop
-        .post(
-            "/api/v2/me/channels/voice",
-            json!({"operationName": "AfterCallWork"}),
-        )
-        .await;
-    desktop
-        .wait_for("ACW", |d| user_state(d)["workMode"] == "AfterCallWork")
-        .await;
+    let voice = "/api/v2/me/channels/voice";
+    set_state(&mut desktop, voice, "AfterCallWork", in_acw).await;
     let end = json!({"operationName": "EndContactCenterSession"});
     let (status, body) = desktop.post("/api/v2/me", end.clone()).await;
     assert_eq!(
@@ -296,12 +294,13 @@ async fn end_contact_center_session_in_acw_is_refused_and_a_successful_end_inval
         me["user"]["devices"][0]["userState"]["workMode"],
         "AfterCallWork"
     );
-    desktop
-        .post("/api/v2/me", json!({"operationName": "Ready"}))
-        .await;
-    desktop
-        .wait_for("Ready", device_is("Active", Some("Ready")))
-        .await;
+    set_state(
+        &mut desktop,
+        voice,
+        "Ready",
+        device_is("Active", Some("Ready")),
+    )
+    .await;
     let (status, body) = desktop.post("/api/v2/me", end).await;
     assert_eq!(
         (status, body["statusCode"].clone()),
@@ -312,67 +311,4 @@ async fn end_contact_center_session_in_acw_is_refused_and_a_successful_end_inval
         (status, body["statusCode"].clone()),
         (StatusCode::FORBIDDEN, json!(20))
     );
-}
-
-/// A dialled call lists the destination as its participant; `GET /api/v2/me/calls/{id}` reads
-/// it; ClearCall, advertised on an established call, is carried out; no call advertises an
-/// operation the mock refuses.
-#[tokio::test]
-async fn dial_lists_the_destination_and_every_capability_is_carried_out() {
-    let sip = start_node("ss1", |c| c.options.wrap_up_time = Duration::ZERO).await;
-    let phone = TestPhone::bind().await.unwrap();
-    assert_eq!(
-        phone.register(sip.sip_addr(), "7040", 300).await.unwrap(),
-        200
-    );
-    let mut callee = TestPhone::bind().await.unwrap();
-    callee.set_answer(AnswerMode::Auto);
-    assert_eq!(
-        callee.register(sip.sip_addr(), "7041", 300).await.unwrap(),
-        200
-    );
-    let gws = start_gws("gws1", &sip, |_| {}).await;
-    let mut desktop = Desktop::new(&gws);
-    let (_, me) = desktop.login("agent7040", "password").await;
-    let device = me["user"]["devices"][0]["id"].as_str().unwrap().to_owned();
-    desktop.cometd_subscribe(&["/v2/me/calls"]).await;
-    desktop.start_contact_center_session().await;
-    let (status, body) = desktop
-        .post(
-            &format!("/api/v2/me/devices/{device}/calls"),
-            json!({"operationName": "Dial", "destination": {"phoneNumber": "7041"}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let dialing = desktop.wait_for("Dialing", call_is("Dialing")).await;
-    assert_eq!(dialing["call"]["participants"][0]["phoneNumber"], "7041");
-    let up = desktop
-        .wait_for("Established", call_is("Established"))
-        .await;
-    let id = up["call"]["id"].as_str().unwrap().to_owned();
-    let (status, call) = desktop.get(&format!("/api/v2/me/calls/{id}")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(call["call"]["state"], "Established");
-    assert_eq!(call["call"]["participants"][0]["phoneNumber"], "7041");
-    assert!(call["call"]["duration"]
-        .as_str()
-        .unwrap()
-        .parse::<u64>()
-        .is_ok());
-    assert_eq!(
-        call["call"]["capabilities"],
-        json!(["Hangup", "Hold", "ClearCall"])
-    );
-    let (status, body) = desktop
-        .post(
-            &format!("/api/v2/me/calls/{id}"),
-            json!({"operationName": "ClearCall"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    desktop.wait_for("Released", call_is("Released")).await;
-    callee
-        .wait_for(|e| matches!(e, PhoneEvent::Bye { .. }), PATIENCE)
-        .await
-        .unwrap();
 }

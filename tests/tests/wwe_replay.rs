@@ -20,6 +20,27 @@ fn ok(what: &str, (status, body): &(StatusCode, Value)) {
     );
 }
 
+/// `POST /api/v2/me/channels/voice {operationName}`, then the device in that state on CometD.
+async fn agent_state(wwe: &mut Desktop, operation: &'static str) {
+    let body = json!({ "operationName": operation });
+    ok(
+        operation,
+        &wwe.post("/api/v2/me/channels/voice", body).await,
+    );
+    wwe.wait_for(operation, device_is("Active", Some(operation)))
+        .await;
+}
+
+/// `POST /api/v2/me/calls/{id} {operationName}`, then the call in `state` on CometD.
+async fn call_operation(wwe: &mut Desktop, id: &str, operation: &str, state: &'static str) {
+    let body = json!({ "operationName": operation });
+    ok(
+        operation,
+        &wwe.post(&format!("/api/v2/me/calls/{id}"), body).await,
+    );
+    wwe.wait_for(state, call_is(state)).await;
+}
+
 #[tokio::test]
 async fn wwe_login_call_and_browser_reload_recover_state_and_call() {
     let sip = start_node("ss1", |_| {}).await;
@@ -82,26 +103,8 @@ async fn wwe_login_call_and_browser_reload_recover_state_and_call() {
     wwe.cometd_subscribe(&["/v2/me/*", "/notifications/services"])
         .await;
     // 6. NotReady at once, later Ready.
-    ok(
-        "NotReady",
-        &wwe.post(
-            "/api/v2/me/channels/voice",
-            json!({"operationName": "NotReady"}),
-        )
-        .await,
-    );
-    wwe.wait_for("NotReady", device_is("Active", Some("NotReady")))
-        .await;
-    ok(
-        "Ready",
-        &wwe.post(
-            "/api/v2/me/channels/voice",
-            json!({"operationName": "Ready"}),
-        )
-        .await,
-    );
-    wwe.wait_for("Ready", device_is("Active", Some("Ready")))
-        .await;
+    agent_state(&mut wwe, "NotReady").await;
+    agent_state(&mut wwe, "Ready").await;
     ok("version", &wwe.get("/api/v2/diagnostics/version").await);
 
     // An inbound call, answered from the desktop.
@@ -118,13 +121,10 @@ async fn wwe_login_call_and_browser_reload_recover_state_and_call() {
             "a ringing call advertises only what is carried out: {op}"
         );
     }
+    let answer = json!({"operationName": "Answer"});
     ok(
         "Answer",
-        &wwe.post(
-            &format!("/api/v2/me/calls/{id}"),
-            json!({"operationName": "Answer"}),
-        )
-        .await,
+        &wwe.post(&format!("/api/v2/me/calls/{id}"), answer).await,
     );
     call.wait_for_status(200, PATIENCE).await.unwrap();
     wwe.wait_for("Established", call_is("Established")).await;
@@ -157,34 +157,9 @@ async fn wwe_login_call_and_browser_reload_recover_state_and_call() {
     assert_eq!(user["channels"][0]["channel"], "voice");
     wwe.cometd_subscribe(&["/v2/me/*"]).await;
     // The recovered desktop controls the call and follows it.
-    ok(
-        "Hold",
-        &wwe.post(
-            &format!("/api/v2/me/calls/{id}"),
-            json!({"operationName": "Hold"}),
-        )
-        .await,
-    );
-    wwe.wait_for("Held", call_is("Held")).await;
-    ok(
-        "Retrieve",
-        &wwe.post(
-            &format!("/api/v2/me/calls/{id}"),
-            json!({"operationName": "Retrieve"}),
-        )
-        .await,
-    );
-    wwe.wait_for("Established again", call_is("Established"))
-        .await;
-    ok(
-        "Hangup",
-        &wwe.post(
-            &format!("/api/v2/me/calls/{id}"),
-            json!({"operationName": "Hangup"}),
-        )
-        .await,
-    );
-    wwe.wait_for("Released", call_is("Released")).await;
+    call_operation(&mut wwe, &id, "Hold", "Held").await;
+    call_operation(&mut wwe, &id, "Retrieve", "Established").await;
+    call_operation(&mut wwe, &id, "Hangup", "Released").await;
     phone
         .wait_for(|e| matches!(e, PhoneEvent::Bye { .. }), PATIENCE)
         .await
