@@ -671,7 +671,15 @@ async fn desktop_dials_through_its_device() {
     // Only what the mock carries out is advertised; ClearCall is one of them.
     assert_eq!(
         call["call"]["capabilities"],
-        json!(["Hangup", "Hold", "ClearCall"])
+        json!([
+            "Hangup",
+            "Hold",
+            "ClearCall",
+            "AttachUserData",
+            "UpdateUserData",
+            "DeleteUserData",
+            "SendDtmf"
+        ])
     );
     let (status, _) = desktop
         .post(

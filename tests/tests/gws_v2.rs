@@ -1,10 +1,10 @@
 //! GWS API v2 as desktops written against its documentation use it (docs/gws-api.md, "What a
 //! voice desktop uses"): CometD with Basic credentials and no cookie, agent state that belongs
 //! to the user's device (a second session sees and changes it), the resources desktops read,
-//! DND and forwarding, the agent-state model, Dial participants and EndContactCenterSession.
+//! DND and forwarding, the agent-state model, EndContactCenterSession, user data and DTMF.
 
 use drlab_tests::gws::*;
-use drlab_tests::ua::TestPhone;
+use drlab_tests::ua::{AnswerMode, PhoneEvent, TestCaller, TestPhone};
 use drlab_tests::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -311,4 +311,103 @@ async fn end_contact_center_session_in_acw_is_refused_and_a_successful_end_inval
         (status, body["statusCode"].clone()),
         (StatusCode::FORBIDDEN, json!(20))
     );
+}
+
+/// User data on a call, as WWE sends it (UpdateUserData on every ringing call): each change
+/// goes to the SIP node (`RequestUpdateUserData` / `AttachUserData` / `DeleteUserData`) and
+/// comes back as `EventAttachedDataChanged`, which the desktop sees as an `AttachedDataChanged`
+/// notification with the call's whole `userData`. SendDtmf, advertised on an established call
+/// only, is answered by the SIP node's `EventDTMFSent`.
+#[tokio::test]
+async fn user_data_and_dtmf_through_the_sip_node() {
+    let sip = start_node("ss1", |_| {}).await;
+    let mut phone = TestPhone::bind().await.unwrap();
+    phone.set_answer(AnswerMode::OnNotifyTalk);
+    assert_eq!(
+        phone.register(sip.sip_addr(), "7060", 300).await.unwrap(),
+        200
+    );
+    let gws = start_gws("gws1", &sip, |_| {}).await;
+    let mut desktop = Desktop::new(&gws);
+    desktop.login("agent7060", "password").await;
+    desktop.cometd_subscribe(&["/v2/me/*"]).await;
+    desktop.start_session_until_ready("Ready").await;
+    let caller = TestCaller::bind().await.unwrap();
+    let mut call = caller
+        .invite(sip.sip_addr(), "7060", "5551234")
+        .await
+        .unwrap();
+    let ringing = desktop.wait_for("Ringing", call_is("Ringing")).await;
+    let path = format!(
+        "/api/v2/me/calls/{}",
+        ringing["call"]["id"].as_str().unwrap()
+    );
+    let data_changed = |d: &Value| d["notificationType"] == "AttachedDataChanged";
+
+    let update = json!({"operationName": "UpdateUserData", "userData": {"Case": "42"}});
+    assert_eq!(
+        status_code(desktop.post(&path, update).await),
+        (StatusCode::OK, json!(0))
+    );
+    let changed = desktop.wait_for("UpdateUserData", data_changed).await;
+    assert_eq!(changed["call"]["userData"], json!({"Case": "42"}));
+    let attach = json!({"operationName": "AttachUserData", "userData": {"Lang": "en"}});
+    desktop.post(&path, attach).await;
+    let changed = desktop.wait_for("AttachUserData", data_changed).await;
+    assert_eq!(
+        changed["call"]["userData"],
+        json!({"Case": "42", "Lang": "en"})
+    );
+    let dtmf = json!({"operationName": "SendDtmf", "dtmfDigits": "12#"});
+    assert_eq!(
+        status_code(desktop.post(&path, dtmf.clone()).await),
+        (StatusCode::BAD_REQUEST, json!(2)),
+        "not a capability of a ringing call"
+    );
+    for bad in [
+        json!({"operationName": "UpdateUserData"}),
+        json!({"operationName": "AttachUserData", "userData": "x"}),
+        json!({"operationName": "SendDtmf", "dtmfDigits": "12x"}),
+    ] {
+        assert_eq!(
+            status_code(desktop.post(&path, bad.clone()).await).0,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+
+    desktop
+        .post(&path, json!({"operationName": "Answer"}))
+        .await;
+    call.wait_for_status(200, PATIENCE).await.unwrap();
+    let up = desktop
+        .wait_for("Established", call_is("Established"))
+        .await;
+    assert_eq!(
+        up["call"]["userData"]["Case"], "42",
+        "kept across call events"
+    );
+    assert!(up["call"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("SendDtmf")));
+    assert_eq!(
+        status_code(desktop.post(&path, dtmf).await),
+        (StatusCode::OK, json!(0))
+    );
+    desktop
+        .post(&path, json!({"operationName": "DeleteUserData"}))
+        .await;
+    let changed = desktop.wait_for("DeleteUserData", data_changed).await;
+    assert_eq!(changed["call"]["userData"], json!({}));
+    let (_, read) = desktop.get(&path).await;
+    assert_eq!(read["call"]["userData"], json!({}));
+    desktop
+        .post(&path, json!({"operationName": "Hangup"}))
+        .await;
+    desktop.wait_for("Released", call_is("Released")).await;
+    phone
+        .wait_for(|e| matches!(e, PhoneEvent::Bye { .. }), PATIENCE)
+        .await
+        .unwrap();
 }

@@ -115,12 +115,25 @@ async fn wwe_login_call_and_browser_reload_recover_state_and_call() {
         .unwrap();
     let ringing = wwe.wait_for("Ringing", call_is("Ringing")).await;
     let id = ringing["call"]["id"].as_str().unwrap().to_owned();
-    for op in ringing["call"]["capabilities"].as_array().unwrap() {
-        assert!(
-            ["Answer", "ClearCall"].contains(&op.as_str().unwrap()),
-            "a ringing call advertises only what is carried out: {op}"
-        );
-    }
+    // Only what the mock carries out is advertised; WWE updates the user data of every ringing
+    // call.
+    assert_eq!(
+        ringing["call"]["capabilities"],
+        json!([
+            "Answer",
+            "ClearCall",
+            "AttachUserData",
+            "UpdateUserData",
+            "DeleteUserData"
+        ])
+    );
+    let update = json!({"operationName": "UpdateUserData", "userData": {"IW_CaseUid": "c1"}});
+    ok(
+        "UpdateUserData",
+        &wwe.post(&format!("/api/v2/me/calls/{id}"), update).await,
+    );
+    wwe.wait_for("user data", |d| d["call"]["userData"]["IW_CaseUid"] == "c1")
+        .await;
     let answer = json!({"operationName": "Answer"});
     ok(
         "Answer",
@@ -150,6 +163,7 @@ async fn wwe_login_call_and_browser_reload_recover_state_and_call() {
         "the call is recovered: {user}"
     );
     assert_eq!(user["calls"][0]["state"], "Established");
+    assert_eq!(user["calls"][0]["userData"]["IW_CaseUid"], "c1");
     assert_eq!(
         user["calls"][0]["participants"][0]["phoneNumber"],
         "5551234"

@@ -79,15 +79,23 @@ pub enum CallOperation {
     Hold,
     Retrieve,
     ClearCall,
+    AttachUserData,
+    UpdateUserData,
+    DeleteUserData,
+    SendDtmf,
 }
 
 impl CallOperation {
-    pub const ALL: [CallOperation; 5] = [
+    pub const ALL: [CallOperation; 9] = [
         CallOperation::Answer,
         CallOperation::Hangup,
         CallOperation::Hold,
         CallOperation::Retrieve,
         CallOperation::ClearCall,
+        CallOperation::AttachUserData,
+        CallOperation::UpdateUserData,
+        CallOperation::DeleteUserData,
+        CallOperation::SendDtmf,
     ];
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -101,6 +109,10 @@ impl CallOperation {
             CallOperation::Hold => "Hold",
             CallOperation::Retrieve => "Retrieve",
             CallOperation::ClearCall => "ClearCall",
+            CallOperation::AttachUserData => "AttachUserData",
+            CallOperation::UpdateUserData => "UpdateUserData",
+            CallOperation::DeleteUserData => "DeleteUserData",
+            CallOperation::SendDtmf => "SendDtmf",
         }
     }
 
@@ -113,6 +125,10 @@ impl CallOperation {
             CallOperation::Hold => state == Established,
             CallOperation::Retrieve => state == Held,
             CallOperation::ClearCall => matches!(state, Ringing | Established | Held),
+            CallOperation::AttachUserData
+            | CallOperation::UpdateUserData
+            | CallOperation::DeleteUserData => state != Released,
+            CallOperation::SendDtmf => matches!(state, Dialing | Established),
         }
     }
 }
@@ -174,8 +190,10 @@ impl OutOfService {
 pub enum Change {
     /// Device or agent state: `DeviceStateChangeMessage`.
     Device,
-    /// A call's state, as it is after the event: `CallStateChangeMessage`.
+    /// A call's state, as it is after the event: `CallStateChangeMessage` `StatusChange`.
     Call(Box<Call>),
+    /// A call's user data: `CallStateChangeMessage` `AttachedDataChanged`.
+    CallData(Box<Call>),
 }
 
 /// One voice device.
@@ -309,6 +327,15 @@ impl Device {
             }
             MessageName::EventHeld => self.call_event(msg, CallState::Held),
             MessageName::EventReleased => self.call_event(msg, CallState::Released),
+            // The event carries the call's whole user data (a delete leaves none).
+            MessageName::EventAttachedDataChanged => {
+                let call = self
+                    .calls
+                    .iter_mut()
+                    .find(|c| Some(c.conn_id) == a.conn_id)?;
+                call.user_data = a.user_data.clone().unwrap_or_default();
+                Some(Change::CallData(Box::new(call.clone())))
+            }
             _ => None,
         }
     }
@@ -481,7 +508,28 @@ mod tests {
         d.apply(&event::established(None, &call_info(7)));
         let c = d.call("uuid-7").unwrap();
         assert_eq!(c.duration(Instant::now()), 2);
-        assert_eq!(c.capabilities(), ["Hangup", "Hold", "ClearCall"]);
+        assert_eq!(
+            c.capabilities(),
+            [
+                "Hangup",
+                "Hold",
+                "ClearCall",
+                "AttachUserData",
+                "UpdateUserData",
+                "DeleteUserData",
+                "SendDtmf"
+            ]
+        );
+        let mut changed =
+            event::call_event(MessageName::EventAttachedDataChanged, None, &call_info(7));
+        changed.attrs.user_data = Some(kv(json!({"Case": "42"})));
+        let Some(Change::CallData(c)) = d.apply(&changed) else {
+            panic!("user data change expected")
+        };
+        assert_eq!(c.user_data["Case"], "42");
+        changed.attrs.user_data = None;
+        d.apply(&changed);
+        assert!(d.call("uuid-7").unwrap().user_data.is_empty(), "deleted");
     }
 
     #[test]

@@ -121,11 +121,18 @@ pub fn device_state_change(d: &Device, base: &str) -> Value {
     json!({"messageType": "DeviceStateChangeMessage", "devices": [device(d, base)]})
 }
 
-/// `CallStateChangeMessage` on `/v2/me/calls`.
-pub fn call_state_change(c: &Call, d: &Device, base: &str, now: Instant) -> Value {
+/// `CallStateChangeMessage` on `/v2/me/calls`; `notification_type` is `StatusChange` or
+/// `AttachedDataChanged`.
+pub fn call_state_change(
+    c: &Call,
+    d: &Device,
+    base: &str,
+    now: Instant,
+    notification_type: &str,
+) -> Value {
     json!({
         "messageType": "CallStateChangeMessage",
-        "notificationType": "StatusChange",
+        "notificationType": notification_type,
         "call": call(c, d, base, now),
         "phoneNumber": d.dn,
         "extensions": c.extensions,
@@ -214,7 +221,7 @@ mod tests {
             user_data: KvList::new(),
             started: Instant::now(),
         };
-        let v = call_state_change(&c, &d, "http://gws:8090", c.started);
+        let v = call_state_change(&c, &d, "http://gws:8090", c.started, "StatusChange");
         assert_eq!(v["call"]["duration"], "0");
         // A dialled call: its events name the agent's own DN; the participant is the DNIS.
         let dialled = Call {

@@ -9,7 +9,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::cometd::clients::Clients;
 use crate::config::GwsConfig;
-use crate::device::{AgentState, Change, DeviceState, OutOfService};
+use crate::device::{AgentState, Call, Change, DeviceState, OutOfService};
 use crate::notification::{self, channel};
 use crate::session::{Session, Sessions};
 use crate::users::User;
@@ -111,15 +111,8 @@ impl GwsState {
         let sent = match change {
             None => return (0, Vec::new()),
             Some(Change::Device) => self.notify_dn(dn),
-            Some(Change::Call(call)) => {
-                let Some(d) = self.sessions.device(dn) else {
-                    return (0, Vec::new());
-                };
-                let data = notification::call_state_change(&call, d, &self.base, Instant::now());
-                sids.iter()
-                    .map(|sid| self.notify_session(sid, channel::CALLS, &data))
-                    .sum()
-            }
+            Some(Change::Call(call)) => self.notify_call(dn, &call, "StatusChange"),
+            Some(Change::CallData(call)) => self.notify_call(dn, &call, "AttachedDataChanged"),
         };
         // R13: only the owner's out of service ends the sessions; a node that merely lost the
         // owner (R10) leaves them, the device shows the voice channel unavailable.
@@ -136,6 +129,20 @@ impl GwsState {
             Vec::new()
         };
         (sent, ended)
+    }
+
+    /// A `CallStateChangeMessage` for every session of `dn`.
+    fn notify_call(&mut self, dn: &str, call: &Call, notification_type: &str) -> usize {
+        let Some(d) = self.sessions.device(dn) else {
+            return 0;
+        };
+        let data =
+            notification::call_state_change(call, d, &self.base, Instant::now(), notification_type);
+        self.sessions
+            .with_dn(dn)
+            .iter()
+            .map(|sid| self.notify_session(sid, channel::CALLS, &data))
+            .sum()
     }
 
     /// The T-Lib link is up to `node`: the Voice service is back. Returns the DNs to register
