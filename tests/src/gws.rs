@@ -53,6 +53,8 @@ pub struct Desktop {
     /// Where connects are POSTed: `/api/v2/notifications`, or `…/connect` as the CometD JS
     /// client sends them.
     pub connect_path: String,
+    /// Basic credentials sent on every request, as the .NET GWS client does.
+    pub basic: Option<(String, String)>,
 }
 
 fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
@@ -80,6 +82,26 @@ impl Desktop {
             client_id: None,
             unread: VecDeque::new(),
             connect_path: "/api/v2/notifications".into(),
+            basic: None,
+        }
+    }
+
+    /// A reloaded browser page: no cookies, no CometD client, nothing unread.
+    pub fn reload(&mut self) {
+        self.session = None;
+        self.browser = None;
+        self.client_id = None;
+        self.unread.clear();
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(COOKIE, self.cookies());
+        match &self.basic {
+            Some((user, password)) => r.basic_auth(user, Some(password)),
+            None => r,
         }
     }
 
@@ -135,9 +157,7 @@ impl Desktop {
 
     pub async fn get(&mut self, path: &str) -> (StatusCode, Value) {
         let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookies())
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .expect("GWS answers");
@@ -147,9 +167,7 @@ impl Desktop {
     /// POSTs raw bytes as JSON.
     pub async fn post_raw(&mut self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookies())
+            .request(reqwest::Method::POST, path)
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -131,7 +131,7 @@ async fn desktop_logs_in_sees_ready_and_answers_and_hangs_up_a_call() {
     assert_eq!(status, StatusCode::NOT_FOUND, "a released call is gone");
 }
 
-/// NotReady with a reason code and back to Ready through `/api/v2/me/channels/voice`.
+/// NotReady with a configured reason and back to Ready through `/api/v2/me/channels/voice`.
 #[tokio::test]
 async fn voice_channel_not_ready_with_reason_then_ready() {
     let (_sip, _gws, mut desktop) = logged_in_desktop("8001").await;
@@ -141,7 +141,7 @@ async fn voice_channel_not_ready_with_reason_then_ready() {
     let (status, _) = desktop
         .post(
             "/api/v2/me/channels/voice",
-            json!({"operationName": "NotReady", "reasonCode": "Lunch"}),
+            json!({"operationName": "NotReady", "reason": "Lunch"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -435,7 +435,7 @@ async fn bad_input_gets_documented_status_and_leaves_no_session() {
         ),
         (
             "/api/v2/me/channels/voice",
-            br#"{"operationName":"NotReady","reasonCode":5}"#.to_vec(),
+            br#"{"operationName":"NotReady","reason":5}"#.to_vec(),
             StatusCode::BAD_REQUEST,
             10,
         ),
@@ -617,7 +617,8 @@ async fn csrf_protection_requires_the_token_on_posts() {
 }
 
 /// Dial from the desktop: the agent's phone rings first, then the destination; the desktop sees
-/// Dialing then Established, and hangs up through REST.
+/// Dialing then Established with the destination as participant, reads the call, and clears it
+/// through REST.
 #[tokio::test]
 async fn desktop_dials_through_its_device() {
     let sip = start_node("ss1", |c| c.options.wrap_up_time = Duration::ZERO).await;
@@ -645,7 +646,11 @@ async fn desktop_dials_through_its_device() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    desktop.wait_for("Dialing", call_is("Dialing")).await;
+    let dialing = desktop.wait_for("Dialing", call_is("Dialing")).await;
+    assert_eq!(
+        dialing["call"]["participants"][0]["phoneNumber"], "7021",
+        "the destination is the participant"
+    );
     let up = desktop
         .wait_for("Established", call_is("Established"))
         .await;
@@ -654,10 +659,32 @@ async fn desktop_dials_through_its_device() {
         .await
         .unwrap();
     let id = up["call"]["id"].as_str().unwrap().to_owned();
+    let (status, call) = desktop.get(&format!("/api/v2/me/calls/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(call["call"]["state"], "Established");
+    assert_eq!(call["call"]["participants"][0]["phoneNumber"], "7021");
+    assert!(call["call"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
+    // Only what the mock carries out is advertised; ClearCall is one of them.
+    assert_eq!(
+        call["call"]["capabilities"],
+        json!([
+            "Hangup",
+            "Hold",
+            "ClearCall",
+            "AttachUserData",
+            "UpdateUserData",
+            "DeleteUserData",
+            "SendDtmf"
+        ])
+    );
     let (status, _) = desktop
         .post(
             &format!("/api/v2/me/calls/{id}"),
-            json!({"operationName": "Hangup"}),
+            json!({"operationName": "ClearCall"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -674,8 +701,8 @@ async fn desktop_dials_through_its_device() {
     );
 }
 
-/// EndContactCenterSession logs the agent out and unregisters the DN at the SIP node; the
-/// desktop session itself stays.
+/// EndContactCenterSession logs the agent out and unregisters the DN at the SIP node; then the
+/// desktop session is invalidated (as GWS documents it).
 #[tokio::test]
 async fn end_contact_center_session_logs_out_and_unregisters() {
     let (sip, _gws, mut desktop) = logged_in_desktop("8006").await;
@@ -693,12 +720,17 @@ async fn end_contact_center_session_logs_out_and_unregisters() {
         (status, body["statusCode"].clone()),
         (StatusCode::OK, json!(0))
     );
-    desktop
-        .wait_for("LoggedOut", |d| {
-            d["messageType"] == "DeviceStateChangeMessage"
-                && d["devices"][0]["userState"]["state"] == "LoggedOut"
-        })
-        .await;
+    // The session is gone: the next connect delivers what was queued (the agent logged out),
+    // then `402::Unknown client`.
+    let (messages, reply) = desktop.connect().await;
+    assert!(
+        messages.iter().any(|m| {
+            m["data"]["messageType"] == "DeviceStateChangeMessage"
+                && m["data"]["devices"][0]["userState"]["state"] == "LoggedOut"
+        }),
+        "{messages:?}"
+    );
+    assert_eq!(reply["error"], "402::Unknown client");
     let unregistered = sip
         .journal()
         .wait_for(since, PATIENCE, |e| {
@@ -706,8 +738,11 @@ async fn end_contact_center_session_logs_out_and_unregisters() {
         })
         .await;
     assert!(unregistered.is_some());
-    let (status, _) = desktop.get("/api/v2/me").await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, body) = desktop.get("/api/v2/me").await;
+    assert_eq!(
+        (status, body["statusCode"].clone()),
+        (StatusCode::FORBIDDEN, json!(20))
+    );
 }
 
 /// R13: gws1's SIP nodes are ss1 then ss2. ss1 dies: gws1 connects

@@ -212,7 +212,7 @@ impl Gws {
     ) -> Result<RestAnswer, Failure> {
         let mut body = json!({ "operationName": operation });
         if let Some(r) = reason {
-            body["reasonCode"] = json!(r);
+            body["reason"] = json!(r);
         }
         let path = "/api/v2/me/channels/voice";
         self.rest(Method::Post, path, Some(&body), false).await

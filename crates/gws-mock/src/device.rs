@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use tlib::{AgentWorkMode, CallType, ConnId, KvList, Message, MessageName};
+use tokio::time::Instant;
 
 /// Calls kept per device; a desktop has one or two at a time, so more means lost releases.
 const MAX_CALLS: usize = 16;
@@ -65,26 +66,40 @@ pub struct Call {
     /// T-Event `Extensions` seen so far (`WrapUpTime`, `BusinessCall` …).
     pub extensions: KvList,
     pub user_data: KvList,
+    /// The first event of the call reached this node (for `duration`).
+    pub started: Instant,
 }
 
-/// The REST operations on a call this mock carries out.
+/// The REST operations on a call this mock carries out — and so the only ones a call's
+/// `capabilities` name (transfers and conferences are not modelled).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallOperation {
     Answer,
     Hangup,
     Hold,
     Retrieve,
+    ClearCall,
+    AttachUserData,
+    UpdateUserData,
+    DeleteUserData,
+    SendDtmf,
 }
 
 impl CallOperation {
+    pub const ALL: [CallOperation; 9] = [
+        CallOperation::Answer,
+        CallOperation::Hangup,
+        CallOperation::Hold,
+        CallOperation::Retrieve,
+        CallOperation::ClearCall,
+        CallOperation::AttachUserData,
+        CallOperation::UpdateUserData,
+        CallOperation::DeleteUserData,
+        CallOperation::SendDtmf,
+    ];
+
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "Answer" => Some(CallOperation::Answer),
-            "Hangup" => Some(CallOperation::Hangup),
-            "Hold" => Some(CallOperation::Hold),
-            "Retrieve" => Some(CallOperation::Retrieve),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|op| op.as_str() == name)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -93,60 +108,49 @@ impl CallOperation {
             CallOperation::Hangup => "Hangup",
             CallOperation::Hold => "Hold",
             CallOperation::Retrieve => "Retrieve",
+            CallOperation::ClearCall => "ClearCall",
+            CallOperation::AttachUserData => "AttachUserData",
+            CallOperation::UpdateUserData => "UpdateUserData",
+            CallOperation::DeleteUserData => "DeleteUserData",
+            CallOperation::SendDtmf => "SendDtmf",
+        }
+    }
+
+    /// Whether the operation applies to a call in `state`.
+    fn applies_in(self, state: CallState) -> bool {
+        use CallState::*;
+        match self {
+            CallOperation::Answer => state == Ringing,
+            CallOperation::Hangup => matches!(state, Dialing | Established | Held),
+            CallOperation::Hold => state == Established,
+            CallOperation::Retrieve => state == Held,
+            CallOperation::ClearCall => matches!(state, Ringing | Established | Held),
+            CallOperation::AttachUserData
+            | CallOperation::UpdateUserData
+            | CallOperation::DeleteUserData => state != Released,
+            CallOperation::SendDtmf => matches!(state, Dialing | Established),
         }
     }
 }
 
 impl Call {
-    /// `call.capabilities` in this state (as observed from WWE).
-    pub fn capabilities(&self) -> &'static [&'static str] {
-        match self.state {
-            CallState::Ringing => &[
-                "Answer",
-                "UpdateUserData",
-                "DeleteUserData",
-                "DeleteUserDataPair",
-                "AttachUserData",
-                "ClearCall",
-            ],
-            CallState::Dialing => &[
-                "Hangup",
-                "SendDtmf",
-                "UpdateUserData",
-                "DeleteUserData",
-                "DeleteUserDataPair",
-                "AttachUserData",
-            ],
-            CallState::Established => &[
-                "Hangup",
-                "Hold",
-                "InitiateTransfer",
-                "InitiateConference",
-                "SingleStepTransfer",
-                "SingleStepConference",
-                "SendDtmf",
-                "ClearCall",
-                "UpdateUserData",
-                "DeleteUserData",
-                "DeleteUserDataPair",
-                "AttachUserData",
-            ],
-            CallState::Held => &[
-                "Retrieve",
-                "Hangup",
-                "ClearCall",
-                "UpdateUserData",
-                "DeleteUserData",
-                "DeleteUserDataPair",
-                "AttachUserData",
-            ],
-            CallState::Released => &[],
-        }
+    /// `call.capabilities` in this state: the operations this mock carries out on it.
+    pub fn capabilities(&self) -> Vec<&'static str> {
+        CallOperation::ALL
+            .into_iter()
+            .filter(|op| self.allows(*op))
+            .map(CallOperation::as_str)
+            .collect()
     }
 
     /// Whether `op` is allowed now (GWS: "allowed = the call's capabilities").
     pub fn allows(&self, op: CallOperation) -> bool {
-        self.capabilities().contains(&op.as_str())
+        op.applies_in(self.state)
+    }
+
+    /// `duration`: whole seconds since the call reached this node.
+    pub fn duration(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.started).as_secs()
     }
 }
 
@@ -186,8 +190,10 @@ impl OutOfService {
 pub enum Change {
     /// Device or agent state: `DeviceStateChangeMessage`.
     Device,
-    /// A call's state, as it is after the event: `CallStateChangeMessage`.
+    /// A call's state, as it is after the event: `CallStateChangeMessage` `StatusChange`.
     Call(Box<Call>),
+    /// A call's user data: `CallStateChangeMessage` `AttachedDataChanged`.
+    CallData(Box<Call>),
 }
 
 /// One voice device.
@@ -199,6 +205,13 @@ pub struct Device {
     pub state: DeviceState,
     pub agent: AgentState,
     pub calls: Vec<Call>,
+    /// StartContactCenterSession registered the DN at the SIP node for the user (unregistered
+    /// by EndContactCenterSession or when the DN's last session ends).
+    pub contact_center: bool,
+    /// Do Not Disturb, set by `DoNotDisturbOn` / `DoNotDisturbOff` (kept by GWS only).
+    pub dnd: bool,
+    /// Where `ForwardCallsOn` forwards calls to, until `CancelForward` (kept by GWS only).
+    pub forward_to: Option<String>,
 }
 
 impl Device {
@@ -210,7 +223,25 @@ impl Device {
             state: DeviceState::Inactive,
             agent: AgentState::LoggedOut,
             calls: Vec::new(),
+            contact_center: false,
+            dnd: false,
+            forward_to: None,
         }
+    }
+
+    /// `capabilities`: the device operations that apply now.
+    pub fn capabilities(&self) -> Vec<&'static str> {
+        let dnd = if self.dnd {
+            "DoNotDisturbOff"
+        } else {
+            "DoNotDisturbOn"
+        };
+        let forward = if self.forward_to.is_some() {
+            "CancelForward"
+        } else {
+            "ForwardCallsOn"
+        };
+        vec![dnd, forward]
     }
 
     pub fn call(&self, id: &str) -> Option<&Call> {
@@ -229,7 +260,9 @@ impl Device {
     pub fn apply(&mut self, msg: &Message) -> Option<Change> {
         let a = &msg.attrs;
         match msg.name {
-            MessageName::EventRegistered => {
+            // Both carry the DN's status in `Extensions`: the answer to GWS's registration, and to
+            // the query GWS sends when a desktop first opens the device.
+            MessageName::EventRegistered | MessageName::EventAddressInfo => {
                 let ext = a.extensions.as_ref();
                 let text = |k: &str| ext.and_then(|e| e.get(k)).and_then(Value::as_str);
                 self.state = match text("DNStatus") {
@@ -294,6 +327,15 @@ impl Device {
             }
             MessageName::EventHeld => self.call_event(msg, CallState::Held),
             MessageName::EventReleased => self.call_event(msg, CallState::Released),
+            // The event carries the call's whole user data (a delete leaves none).
+            MessageName::EventAttachedDataChanged => {
+                let call = self
+                    .calls
+                    .iter_mut()
+                    .find(|c| Some(c.conn_id) == a.conn_id)?;
+                call.user_data = a.user_data.clone().unwrap_or_default();
+                Some(Change::CallData(Box::new(call.clone())))
+            }
             _ => None,
         }
     }
@@ -314,6 +356,7 @@ impl Device {
                 call_type: None,
                 extensions: KvList::new(),
                 user_data: KvList::new(),
+                started: Instant::now(),
             },
         };
         call.state = state;
@@ -455,6 +498,38 @@ mod tests {
         assert_eq!(c.state, CallState::Released);
         assert_eq!(c.ani.as_deref(), Some("5551234"));
         assert!(d.calls.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duration_counts_whole_seconds_from_the_first_event() {
+        let mut d = Device::new("7001");
+        d.apply(&event::ringing(None, &call_info(7)));
+        tokio::time::advance(std::time::Duration::from_millis(2500)).await;
+        d.apply(&event::established(None, &call_info(7)));
+        let c = d.call("uuid-7").unwrap();
+        assert_eq!(c.duration(Instant::now()), 2);
+        assert_eq!(
+            c.capabilities(),
+            [
+                "Hangup",
+                "Hold",
+                "ClearCall",
+                "AttachUserData",
+                "UpdateUserData",
+                "DeleteUserData",
+                "SendDtmf"
+            ]
+        );
+        let mut changed =
+            event::call_event(MessageName::EventAttachedDataChanged, None, &call_info(7));
+        changed.attrs.user_data = Some(kv(json!({"Case": "42"})));
+        let Some(Change::CallData(c)) = d.apply(&changed) else {
+            panic!("user data change expected")
+        };
+        assert_eq!(c.user_data["Case"], "42");
+        changed.attrs.user_data = None;
+        d.apply(&changed);
+        assert!(d.call("uuid-7").unwrap().user_data.is_empty(), "deleted");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::cometd::{long_polling, websocket};
 use crate::cors;
 use crate::ctx::Ctx;
 use crate::rest::error::ApiError;
-use crate::rest::{calls, me, voice};
+use crate::rest::{calls, devices, me, voice};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "JSESSIONID";
@@ -48,10 +48,26 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/api/v2/me", get(me::get).post(me::post))
         .route("/api/v2/me/", get(me::get).post(me::post))
         .route("/api/v2/me/devices", get(me::devices))
+        .route(
+            "/api/v2/me/devices/{id}",
+            get(devices::get).post(devices::post),
+        )
+        .route(
+            "/api/v2/me/devices/{id}/settings/tserver",
+            get(devices::tserver),
+        )
         .route("/api/v2/me/calls", get(me::calls))
-        .route("/api/v2/me/calls/{id}", post(calls::control))
+        .route(
+            "/api/v2/me/calls/{id}",
+            get(calls::get).post(calls::control),
+        )
         .route("/api/v2/me/devices/{id}/calls", post(calls::dial))
+        .route("/api/v2/me/channels", get(me::channels))
         .route("/api/v2/me/channels/voice", post(voice::post))
+        .route(
+            "/api/v2/settings/agent-states",
+            get(me::agent_state_settings),
+        )
         .route("/api/v2/services", get(me::services))
         .route("/api/v2/diagnostics/version", get(me::version))
         // CometD clients append the message type to the URL (`…/handshake`, `…/connect`) and

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agent_states;
 pub mod cometd;
 pub mod config;
 pub mod cors;

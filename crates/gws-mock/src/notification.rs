@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 use tlib::AgentWorkMode;
+use tokio::time::Instant;
 
 use crate::device::{AgentState, Call, Device, DeviceState};
 
@@ -15,29 +16,33 @@ pub mod channel {
     pub const SERVICES: &str = "/notifications/services";
 }
 
-/// WWE's system agent-state ids (observed in a real WWE's log).
-const READY_ID: &str = "9430250E-0A1B-421F-B372-F29E69366DED";
-const NOT_READY_ID: &str = "900D55CC-2BB0-431F-8BF9-D3525B383BE6";
-const AFTER_CALL_WORK_ID: &str = "D3663509-3D82-4DD3-A82E-2EA8EFA02AEF";
-const AUX_WORK_ID: &str = "2B36138D-C564-4562-A8CB-3C32D564F296";
-const OFFLINE_ID: &str = "0F7F5003-EF26-4D13-A6EF-D0C7EC819BEB";
-
-/// `userState`.
+/// `userState`, with the ids and display names of the system agent states
+/// ([`crate::agent_states`]). A NotReady other than after-call work is shown as the documented
+/// sample shows it — the NotReady state with its `workMode` and `reason` — since the SIP node
+/// reports AuxWork for a NotReady without a work mode, so the events cannot tell them apart.
 pub fn user_state(agent: &AgentState) -> Value {
+    use crate::agent_states::system;
+    let shown = |s: &system::System| json!({"id": s.id, "displayName": s.display_name});
     match agent {
         AgentState::LoggedOut => {
-            json!({"id": OFFLINE_ID, "displayName": "Logged Out", "state": "LoggedOut"})
+            let mut v = shown(&system::OFFLINE);
+            v["state"] = json!("LoggedOut");
+            v
         }
         AgentState::LoggedIn => json!({"displayName": "Logged In", "state": "LoggedIn"}),
-        AgentState::Ready => json!({"id": READY_ID, "displayName": "Ready", "state": "Ready"}),
+        AgentState::Ready => {
+            let mut v = shown(&system::READY);
+            v["state"] = json!("Ready");
+            v
+        }
         AgentState::NotReady { work_mode, reason } => {
-            let (id, display) = match work_mode {
-                AgentWorkMode::AfterCallWork => (AFTER_CALL_WORK_ID, "After Call Work"),
-                AgentWorkMode::AuxWork => (AUX_WORK_ID, "Not Ready"),
-                _ => (NOT_READY_ID, "Not Ready"),
+            let shown_as = match work_mode {
+                AgentWorkMode::AfterCallWork => &system::AFTER_CALL_WORK,
+                _ => &system::NOT_READY,
             };
-            let mut v = json!({"id": id, "displayName": display, "state": "NotReady",
-                               "workMode": work_mode.as_str()});
+            let mut v = shown(shown_as);
+            v["state"] = json!("NotReady");
+            v["workMode"] = json!(work_mode.as_str());
             if let Some(r) = reason {
                 v["reason"] = json!(r);
             }
@@ -54,9 +59,9 @@ pub fn device(d: &Device, base: &str) -> Value {
         "phoneNumber": d.dn,
         "e164Number": d.dn,
         "telephonyNetwork": "Private",
-        "doNotDisturb": "Off",
+        "doNotDisturb": on_off(d.dnd),
         "voiceEnvironmentUri": format!("{base}/api/v2/voice-environments/voice"),
-        "capabilities": ["DoNotDisturbOn", "ForwardCallsOn"],
+        "capabilities": d.capabilities(),
         "channels": ["voice"],
         "dynamicPhoneNumber": "",
         "uri": format!("{base}/api/v2/devices/{}", d.id),
@@ -65,12 +70,29 @@ pub fn device(d: &Device, base: &str) -> Value {
     if d.state == DeviceState::Active {
         v["userState"] = user_state(&d.agent);
     }
+    if let Some(to) = &d.forward_to {
+        v["callForwardingDestination"] = json!(to);
+    }
     v
 }
 
-/// One element of `calls[]`.
-pub fn call(c: &Call, d: &Device, base: &str) -> Value {
-    let other = c.other_dn.as_deref().or(c.ani.as_deref()).unwrap_or("");
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "On"
+    } else {
+        "Off"
+    }
+}
+
+/// One element of `calls[]`. The participant is the other party: the first of `OtherDN`, ANI
+/// and DNIS that is not the device's own DN (a dialled call's events may name the agent's DN
+/// as `OtherDN`; its DNIS is the destination).
+pub fn call(c: &Call, d: &Device, base: &str, now: Instant) -> Value {
+    let other = [&c.other_dn, &c.ani, &c.dnis]
+        .into_iter()
+        .filter_map(|v| v.as_deref())
+        .find(|n| *n != d.dn)
+        .unwrap_or("");
     let call_type = c.call_type.map(|t| t.as_str()).unwrap_or("Unknown");
     json!({
         "id": c.id,
@@ -84,7 +106,7 @@ pub fn call(c: &Call, d: &Device, base: &str) -> Value {
         "callType": call_type,
         "capabilities": c.capabilities(),
         "userData": c.user_data,
-        "duration": "0",
+        "duration": c.duration(now).to_string(),
         "mute": "Off",
         "supervisorListeningIn": false,
         "monitoredUserMuted": false,
@@ -99,12 +121,19 @@ pub fn device_state_change(d: &Device, base: &str) -> Value {
     json!({"messageType": "DeviceStateChangeMessage", "devices": [device(d, base)]})
 }
 
-/// `CallStateChangeMessage` on `/v2/me/calls`.
-pub fn call_state_change(c: &Call, d: &Device, base: &str) -> Value {
+/// `CallStateChangeMessage` on `/v2/me/calls`; `notification_type` is `StatusChange` or
+/// `AttachedDataChanged`.
+pub fn call_state_change(
+    c: &Call,
+    d: &Device,
+    base: &str,
+    now: Instant,
+    notification_type: &str,
+) -> Value {
     json!({
         "messageType": "CallStateChangeMessage",
-        "notificationType": "StatusChange",
-        "call": call(c, d, base),
+        "notificationType": notification_type,
+        "call": call(c, d, base, now),
         "phoneNumber": d.dn,
         "extensions": c.extensions,
     })
@@ -118,7 +147,7 @@ pub fn channel_state_change(d: &Device) -> Value {
         DeviceState::Inactive => json!({"displayName": "Out Of Service", "state": "OutOfService"}),
     };
     json!({"messageType": "ChannelStateChangeMessage",
-           "channels": [{"channel": "voice", "userState": user_state, "dndState": "Off"}]})
+           "channels": [{"channel": "voice", "userState": user_state, "dndState": on_off(d.dnd)}]})
 }
 
 /// `ErrorMessage` on `/v2/me/devices` (observed shape, plus the T-Library error).
@@ -190,8 +219,19 @@ mod tests {
             call_type: Some(CallType::Internal),
             extensions: KvList::new(),
             user_data: KvList::new(),
+            started: Instant::now(),
         };
-        let v = call_state_change(&c, &d, "http://gws:8090");
+        let v = call_state_change(&c, &d, "http://gws:8090", c.started, "StatusChange");
+        assert_eq!(v["call"]["duration"], "0");
+        // A dialled call: its events name the agent's own DN; the participant is the DNIS.
+        let dialled = Call {
+            other_dn: Some("1002".into()),
+            ani: Some("1002".into()),
+            dnis: Some("7041".into()),
+            ..c.clone()
+        };
+        let p = &call(&dialled, &d, "http://gws:8090", c.started)["participants"][0];
+        assert_eq!(p["phoneNumber"], "7041");
         assert_eq!(v["notificationType"], "StatusChange");
         assert_eq!(v["call"]["connId"], "006c03a7194aa020");
         assert_eq!(v["call"]["participants"][0]["phoneNumber"], "1003");

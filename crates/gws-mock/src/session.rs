@@ -1,6 +1,10 @@
 //! Desktop sessions (Jetty's HTTP sessions in a real GWS): created by Basic auth, named by the
 //! `JSESSIONID` cookie, kept in this node's memory only — another node does not know them, which
 //! is why a desktop moved by the proxy must log in again (R14, S1.3).
+//!
+//! The voice device (its agent state and calls) belongs to the user's DN, not to one session:
+//! every session of the user on this node — a second browser, a reloaded page that logged in
+//! again — sees and controls the same device, and the device goes when its last session ends.
 
 use std::collections::HashMap;
 
@@ -17,10 +21,6 @@ pub struct Session {
     pub user: User,
     /// `X-CSRF-TOKEN` when CSRF protection is on.
     pub csrf_token: String,
-    pub device: Device,
-    /// StartContactCenterSession registered the DN at the SIP node (and it is to be unregistered
-    /// when the session ends).
-    pub contact_center: bool,
     /// The last request of this desktop (REST or CometD) ended at this time …
     pub last_seen: Instant,
     /// … unless a CometD connect of it is parked right now.
@@ -36,11 +36,18 @@ impl Session {
     }
 }
 
-/// Every session of the node, with an index by DN for T-Event routing.
+/// A DN's device and the sessions on it, oldest first.
+#[derive(Debug)]
+struct Desk {
+    device: Device,
+    sessions: Vec<String>,
+}
+
+/// Every session of the node, and the devices of their DNs (for T-Event routing).
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_id: HashMap<String, Session>,
-    by_dn: HashMap<String, Vec<String>>,
+    by_dn: HashMap<String, Desk>,
 }
 
 impl Sessions {
@@ -52,26 +59,30 @@ impl Sessions {
         self.by_id.is_empty()
     }
 
-    /// Creates a session for `user` with the given (random) ids.
-    pub fn create(&mut self, id: String, csrf_token: String, user: User, now: Instant) {
-        self.by_dn
-            .entry(user.dn.clone())
-            .or_default()
-            .push(id.clone());
-        let device = Device::new(&user.dn);
+    /// Creates a session for `user` with the given (random) ids. Returns whether its device is
+    /// new (no other session of the DN had it), so its state is still to be learnt.
+    pub fn create(&mut self, id: String, csrf_token: String, user: User, now: Instant) -> bool {
+        let mut new_device = false;
+        let desk = self.by_dn.entry(user.dn.clone()).or_insert_with(|| {
+            new_device = true;
+            Desk {
+                device: Device::new(&user.dn),
+                sessions: Vec::new(),
+            }
+        });
+        desk.sessions.push(id.clone());
         self.by_id.insert(
             id.clone(),
             Session {
                 id,
                 user,
                 csrf_token,
-                device,
-                contact_center: false,
                 last_seen: now,
                 parked: 0,
                 clients: Vec::new(),
             },
         );
+        new_device
     }
 
     pub fn get(&self, id: &str) -> Option<&Session> {
@@ -82,38 +93,64 @@ impl Sessions {
         self.by_id.get_mut(id)
     }
 
-    pub fn remove(&mut self, id: &str) -> Option<Session> {
+    /// A session and its device.
+    pub fn with_device(&self, id: &str) -> Option<(&Session, &Device)> {
+        let s = self.by_id.get(id)?;
+        Some((s, &self.by_dn.get(&s.user.dn)?.device))
+    }
+
+    /// The device of a session, to change.
+    pub fn device_of_mut(&mut self, id: &str) -> Option<&mut Device> {
+        let dn = &self.by_id.get(id)?.user.dn;
+        self.by_dn.get_mut(dn).map(|d| &mut d.device)
+    }
+
+    pub fn device(&self, dn: &str) -> Option<&Device> {
+        self.by_dn.get(dn).map(|d| &d.device)
+    }
+
+    pub fn device_mut(&mut self, dn: &str) -> Option<&mut Device> {
+        self.by_dn.get_mut(dn).map(|d| &mut d.device)
+    }
+
+    pub fn devices_mut(&mut self) -> impl Iterator<Item = &mut Device> {
+        self.by_dn.values_mut().map(|d| &mut d.device)
+    }
+
+    /// Removes a session; with it goes its DN's device when no other session uses it (returned
+    /// then, so the caller can tell the SIP node).
+    pub fn remove(&mut self, id: &str) -> Option<(Session, Option<Device>)> {
         let s = self.by_id.remove(id)?;
-        if let Some(ids) = self.by_dn.get_mut(&s.user.dn) {
-            ids.retain(|x| x != id);
-            if ids.is_empty() {
-                self.by_dn.remove(&s.user.dn);
+        let mut gone = None;
+        if let Some(desk) = self.by_dn.get_mut(&s.user.dn) {
+            desk.sessions.retain(|x| x != id);
+            if desk.sessions.is_empty() {
+                gone = self.by_dn.remove(&s.user.dn).map(|d| d.device);
             }
         }
-        Some(s)
+        Some((s, gone))
     }
 
-    /// The sessions whose device is `dn`.
+    /// The sessions whose device is `dn`, oldest first.
     pub fn with_dn(&self, dn: &str) -> Vec<String> {
-        self.by_dn.get(dn).cloned().unwrap_or_default()
+        self.by_dn
+            .get(dn)
+            .map(|d| d.sessions.clone())
+            .unwrap_or_default()
     }
 
-    /// Whether another session than `except` has started a contact-center session on `dn`
-    /// (then the DN stays registered when `except` ends).
-    pub fn dn_in_contact_center(&self, dn: &str, except: &str) -> bool {
-        self.by_dn.get(dn).is_some_and(|ids| {
-            ids.iter()
-                .filter(|id| *id != except)
-                .any(|id| self.by_id.get(id).is_some_and(|s| s.contact_center))
-        })
+    /// The newest session of `user` (a desktop that authenticates again without its cookie
+    /// finds it).
+    pub fn newest_of(&self, user: &User) -> Option<&Session> {
+        self.with_dn(&user.dn)
+            .iter()
+            .rev()
+            .filter_map(|id| self.by_id.get(id))
+            .find(|s| s.user.name == user.name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
         self.by_id.values()
-    }
-
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Session> {
-        self.by_id.values_mut()
     }
 
     /// The sessions idle for `timeout`.
@@ -138,19 +175,22 @@ mod tests {
     }
 
     #[test]
-    fn index_by_dn_follows_create_and_remove() {
+    fn sessions_of_a_dn_share_its_device_until_the_last_goes() {
         let now = Instant::now();
         let mut s = Sessions::default();
-        s.create("a".into(), "t".into(), user("7001"), now);
-        s.create("b".into(), "t".into(), user("7001"), now);
+        assert!(s.create("a".into(), "t".into(), user("7001"), now));
+        assert!(!s.create("b".into(), "t".into(), user("7001"), now));
         assert_eq!(s.with_dn("7001"), ["a", "b"]);
-        s.get_mut("b").unwrap().contact_center = true;
-        assert!(s.dn_in_contact_center("7001", "a"));
-        assert!(!s.dn_in_contact_center("7001", "b"));
-        assert!(s.remove("b").is_some());
+        assert_eq!(s.newest_of(&user("7001")).unwrap().id, "b");
+        s.device_of_mut("b").unwrap().contact_center = true;
+        assert!(s.with_device("a").unwrap().1.contact_center, "one device");
+        let (_, gone) = s.remove("b").unwrap();
+        assert!(gone.is_none(), "a still uses the device");
         assert_eq!(s.with_dn("7001"), ["a"]);
-        s.remove("a");
+        let (_, gone) = s.remove("a").unwrap();
+        assert!(gone.unwrap().contact_center);
         assert!(s.with_dn("7001").is_empty() && s.is_empty());
+        assert!(s.device("7001").is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::cometd::clients::Clients;
 use crate::config::GwsConfig;
-use crate::device::{Change, DeviceState, OutOfService};
+use crate::device::{AgentState, Call, Change, DeviceState, OutOfService};
 use crate::notification::{self, channel};
 use crate::session::{Session, Sessions};
 use crate::users::User;
@@ -19,8 +19,8 @@ use crate::users::User;
 pub struct EndedSession {
     pub id: String,
     pub user: User,
-    /// Send `RequestUnregisterAddress` for the DN: the session had registered it and no other
-    /// session of this node still uses it.
+    /// Send `RequestUnregisterAddress` for the DN: it was in a contact-center session and no
+    /// other session of this node still uses it.
     pub unregister: bool,
     /// `expired`, `dn_out_of_service`, `crowded_out` …
     pub cause: &'static str,
@@ -67,76 +67,96 @@ impl GwsState {
 
     /// The device and channel notifications for a session's current device state.
     fn notify_device(&mut self, sid: &str) -> usize {
-        let Some(s) = self.sessions.get(sid) else {
+        let Some((_, d)) = self.sessions.with_device(sid) else {
             return 0;
         };
-        let device = notification::device_state_change(&s.device, &self.base);
-        let channels = notification::channel_state_change(&s.device);
+        let device = notification::device_state_change(d, &self.base);
+        let channels = notification::channel_state_change(d);
         self.notify_session(sid, channel::DEVICES, &device)
             + self.notify_session(sid, channel::CHANNELS, &channels)
     }
 
+    /// The device and channel notifications for every session of `dn`.
+    pub fn notify_dn(&mut self, dn: &str) -> usize {
+        self.sessions
+            .with_dn(dn)
+            .iter()
+            .map(|sid| self.notify_device(sid))
+            .sum()
+    }
+
     /// An `ErrorMessage` for a request of this session the SIP node refused.
     pub fn report_error(&mut self, sid: &str, code: u32, text: &str) -> usize {
-        let Some(s) = self.sessions.get(sid) else {
+        let Some((_, d)) = self.sessions.with_device(sid) else {
             return 0;
         };
-        let msg = notification::error(&s.device, code, text, &self.base);
+        let msg = notification::error(d, code, text, &self.base);
         self.notify_session(sid, channel::DEVICES, &msg)
     }
 
-    /// One T-Event from the SIP node. Returns the notifications queued and the sessions ended
-    /// (R13 `end_session_on_dn_out_of_service`).
+    /// One T-Event from the SIP node, applied to its DN's device and sent to every session of
+    /// the DN. Returns the notifications queued and the sessions ended (R13
+    /// `end_session_on_dn_out_of_service`).
     pub fn on_tevent(&mut self, msg: &Message) -> (usize, Vec<EndedSession>) {
         let Some(dn) = msg.this_dn() else {
             return (0, Vec::new());
         };
-        let mut sent = 0;
-        let mut ended = Vec::new();
-        for sid in self.sessions.with_dn(dn) {
-            let Some(s) = self.sessions.get_mut(&sid) else {
-                continue;
-            };
-            let was_logged_in = s.device.agent != crate::device::AgentState::LoggedOut;
-            match s.device.apply(msg) {
-                None => continue,
-                Some(Change::Device) => sent += self.notify_device(&sid),
-                Some(Change::Call(call)) => {
-                    let Some(s) = self.sessions.get(&sid) else {
-                        continue;
-                    };
-                    let data = notification::call_state_change(&call, &s.device, &self.base);
-                    sent += self.notify_session(&sid, channel::CALLS, &data);
-                }
-            }
-            // R13: only the owner's out of service ends the session; a node that merely lost
-            // the owner (R10) leaves it, the device shows the voice channel unavailable.
-            let at_owner = OutOfService::of(msg) == Some(OutOfService::AtOwner);
-            let in_contact_center = self.sessions.get(&sid).is_some_and(|s| s.contact_center);
-            if at_owner
-                && in_contact_center
-                && was_logged_in
-                && self.end_session_on_dn_out_of_service
-            {
-                ended.extend(self.end_session(&sid, "dn_out_of_service"));
-            }
-        }
+        let Some(device) = self.sessions.device_mut(dn) else {
+            return (0, Vec::new());
+        };
+        let was_logged_in = device.agent != AgentState::LoggedOut;
+        let in_contact_center = device.contact_center;
+        let change = device.apply(msg);
+        let sids = self.sessions.with_dn(dn);
+        let sent = match change {
+            None => return (0, Vec::new()),
+            Some(Change::Device) => self.notify_dn(dn),
+            Some(Change::Call(call)) => self.notify_call(dn, &call, "StatusChange"),
+            Some(Change::CallData(call)) => self.notify_call(dn, &call, "AttachedDataChanged"),
+        };
+        // R13: only the owner's out of service ends the sessions; a node that merely lost the
+        // owner (R10) leaves them, the device shows the voice channel unavailable.
+        let at_owner = OutOfService::of(msg) == Some(OutOfService::AtOwner);
+        let ended = if at_owner
+            && in_contact_center
+            && was_logged_in
+            && self.end_session_on_dn_out_of_service
+        {
+            sids.iter()
+                .filter_map(|sid| self.end_session(sid, "dn_out_of_service"))
+                .collect()
+        } else {
+            Vec::new()
+        };
         (sent, ended)
     }
 
+    /// A `CallStateChangeMessage` for every session of `dn`.
+    fn notify_call(&mut self, dn: &str, call: &Call, notification_type: &str) -> usize {
+        let Some(d) = self.sessions.device(dn) else {
+            return 0;
+        };
+        let data =
+            notification::call_state_change(call, d, &self.base, Instant::now(), notification_type);
+        self.sessions
+            .with_dn(dn)
+            .iter()
+            .map(|sid| self.notify_session(sid, channel::CALLS, &data))
+            .sum()
+    }
+
     /// The T-Lib link is up to `node`: the Voice service is back. Returns the DNs to register
-    /// again (those of sessions that started a contact-center session).
+    /// again (those in a contact-center session).
     pub fn link_up(&mut self, node: &str) -> (usize, Vec<String>) {
         self.link = Some(node.to_owned());
         let sent = self.notify_services();
         let mut dns: Vec<String> = self
             .sessions
-            .iter()
-            .filter(|s| s.contact_center)
-            .map(|s| s.user.dn.clone())
+            .devices_mut()
+            .filter(|d| d.contact_center)
+            .map(|d| d.dn.clone())
             .collect();
         dns.sort();
-        dns.dedup();
         (sent, dns)
     }
 
@@ -144,15 +164,12 @@ impl GwsState {
     /// service) and the Voice service unavailable; sessions stay, to be re-registered.
     pub fn link_down(&mut self) -> usize {
         self.link = None;
-        let ids: Vec<String> = self
+        let dns: Vec<String> = self
             .sessions
-            .iter_mut()
-            .filter_map(|s| s.device.link_lost().then(|| s.id.clone()))
+            .devices_mut()
+            .filter_map(|d| d.link_lost().then(|| d.dn.clone()))
             .collect();
-        let mut sent = 0;
-        for sid in ids {
-            sent += self.notify_device(&sid);
-        }
+        let sent: usize = dns.iter().map(|dn| self.notify_dn(dn)).sum();
         sent + self.notify_services()
     }
 
@@ -243,13 +260,13 @@ impl GwsState {
     /// Ends a session: its CometD clients stay until their next connect, which delivers what is
     /// queued and then answers `402` (the session is gone, so re-handshaking fails too).
     pub fn end_session(&mut self, sid: &str, cause: &'static str) -> Option<EndedSession> {
-        let s: Session = self.sessions.remove(sid)?;
+        let (s, device_gone): (Session, _) = self.sessions.remove(sid)?;
         for id in &s.clients {
             if let Some(c) = self.clients.get(id) {
                 c.notify.notify_waiters();
             }
         }
-        let unregister = s.contact_center && !self.sessions.dn_in_contact_center(&s.user.dn, sid);
+        let unregister = device_gone.is_some_and(|d| d.contact_center);
         Some(EndedSession {
             id: s.id,
             user: s.user,
@@ -277,14 +294,15 @@ impl GwsState {
         let sessions: Vec<Value> = self
             .sessions
             .iter()
-            .map(|s| {
+            .filter_map(|s| self.sessions.with_device(&s.id))
+            .map(|(s, d)| {
                 json!({
                     "user": s.user.name,
                     "dn": s.user.dn,
-                    "contact_center": s.contact_center,
-                    "device_state": match s.device.state { DeviceState::Active => "Active", DeviceState::Inactive => "Inactive" },
-                    "user_state": notification::user_state(&s.device.agent)["state"],
-                    "calls": s.device.calls.iter().map(|c| json!({"id": c.id, "state": c.state.as_str()})).collect::<Vec<_>>(),
+                    "contact_center": d.contact_center,
+                    "device_state": match d.state { DeviceState::Active => "Active", DeviceState::Inactive => "Inactive" },
+                    "user_state": notification::user_state(&d.agent)["state"],
+                    "calls": d.calls.iter().map(|c| json!({"id": c.id, "state": c.state.as_str()})).collect::<Vec<_>>(),
                     "cometd_clients": s.clients.len(),
                     "cometd_dropped": s.clients.iter().filter_map(|id| self.clients.get(id)).map(|c| c.dropped).sum::<u64>(),
                 })
@@ -355,7 +373,7 @@ mod tests {
     fn link_loss_deactivates_devices_and_the_voice_service() {
         let (mut st, _) = state();
         st.on_tevent(&event::dn_back_in_service("7001"));
-        st.sessions.get_mut("S1").unwrap().contact_center = true;
+        st.sessions.device_mut("7001").unwrap().contact_center = true;
         channels(&mut st, "c-S1");
         let (_, dns) = st.link_up("ss1");
         assert_eq!(
@@ -380,7 +398,7 @@ mod tests {
     #[test]
     fn dn_out_of_service_ends_a_logged_in_contact_center_session() {
         let (mut st, _) = state();
-        st.sessions.get_mut("S1").unwrap().contact_center = true;
+        st.sessions.device_mut("7001").unwrap().contact_center = true;
         st.on_tevent(&event::agent_login(None, "7001", None, None));
         let (_, ended) = st.on_tevent(&event::dn_out_of_service("7001"));
         assert_eq!(ended.len(), 1);
@@ -404,7 +422,7 @@ mod tests {
     #[test]
     fn r13_owner_unreachable_keeps_the_session_and_shows_the_voice_channel_unavailable() {
         let (mut st, _) = state();
-        st.sessions.get_mut("S1").unwrap().contact_center = true;
+        st.sessions.device_mut("7001").unwrap().contact_center = true;
         st.on_tevent(&event::dn_back_in_service("7001"));
         st.on_tevent(&event::agent_login(None, "7001", None, None));
         st.clients.drain("c-S1");
@@ -417,8 +435,8 @@ mod tests {
         assert_eq!(sent, 2, "device + channel message");
         let (_, ended) = st.on_tevent(&event::agent_logout(None, "7001", None));
         assert!(ended.is_empty());
-        let s = st.sessions.get("S1").expect("session kept");
-        assert_eq!(s.device.state, DeviceState::Inactive);
+        let d = st.sessions.device("7001").expect("session kept");
+        assert_eq!(d.state, DeviceState::Inactive);
         let got = st.clients.drain("c-S1");
         assert!(got
             .iter()
@@ -429,7 +447,7 @@ mod tests {
         // The link to the owner heals: the device is back in the same session.
         st.on_tevent(&event::dn_back_in_service("7001"));
         assert_eq!(
-            st.sessions.get("S1").unwrap().device.state,
+            st.sessions.device("7001").unwrap().state,
             DeviceState::Active
         );
     }
@@ -438,7 +456,7 @@ mod tests {
     fn r13_owner_side_out_of_service_ends_the_session() {
         for reason in [Some("OwnerOutOfService"), None, Some("SomethingNew")] {
             let (mut st, _) = state();
-            st.sessions.get_mut("S1").unwrap().contact_center = true;
+            st.sessions.device_mut("7001").unwrap().contact_center = true;
             st.on_tevent(&event::agent_login(None, "7001", None, None));
             let msg = match reason {
                 Some(r) => out_of_service("7001", r),
@@ -454,7 +472,7 @@ mod tests {
     #[test]
     fn idle_sessions_expire_and_unregister_their_dn() {
         let (mut st, t0) = state();
-        st.sessions.get_mut("S1").unwrap().contact_center = true;
+        st.sessions.device_mut("7001").unwrap().contact_center = true;
         st.set_parked("c-S2", true, t0);
         let timeout = Duration::from_secs(2);
         assert!(st.expire(t0 + Duration::from_secs(1), timeout).is_empty());

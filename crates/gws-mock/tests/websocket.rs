@@ -1,7 +1,7 @@
 //! The WebSocket transport of `/api/v2/notifications` against a real WebSocket client
 //! (tokio-tungstenite): handshake and subscribe in frames, notifications pushed as they happen
-//! (here: the T-Lib link cut and healed), a held connect answered after `advice.timeout`, and
-//! `402` for an unknown client.
+//! (here: the T-Lib link cut and healed), a held connect answered after `advice.timeout`, `402`
+//! for an unknown client, and a cookie-less client with Basic credentials.
 
 use std::time::Duration;
 
@@ -50,8 +50,8 @@ async fn recv_until(ws: &mut Ws, channel: &str, pred: impl Fn(&Value) -> bool) -
     }
 }
 
-#[tokio::test]
-async fn websocket_transport_pushes_notifications_and_holds_connects() {
+/// A SIP node and a GWS node on it, the T-Lib link up.
+async fn start_nodes() -> (sipserver_mock::SipNode, gws_mock::GwsNode) {
     let sip = sipserver_mock::start(
         NodeConfig::new("ss1", "dc1", "127.0.0.1".parse().unwrap())
             .with_ephemeral_ports()
@@ -72,6 +72,61 @@ async fn websocket_transport_pushes_notifications_and_holds_connects() {
         .wait_for(0, PATIENCE, |e| e.kind == "tlib.link_up")
         .await
         .is_some());
+    (sip, gws)
+}
+
+/// Handshake (which must succeed), then a subscription to the services channel with the first
+/// connect; returns the client id.
+async fn handshake_and_subscribe(ws: &mut Ws) -> String {
+    send(
+        ws,
+        json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0",
+                          "supportedConnectionTypes": ["websocket"]}]),
+    )
+    .await;
+    let hs = recv(ws).await;
+    assert_eq!(hs[0]["successful"], true, "{hs:?}");
+    let id = hs[0]["clientId"].as_str().unwrap().to_owned();
+    send(
+        ws,
+        json!([{"id": "2", "channel": "/meta/subscribe", "clientId": id,
+                          "subscription": "/notifications/services"},
+                         {"id": "3", "channel": "/meta/connect", "clientId": id,
+                          "connectionType": "websocket", "advice": {"timeout": 0}}]),
+    )
+    .await;
+    let replies = recv(ws).await;
+    assert_eq!(replies[0]["successful"], true, "{replies:?}");
+    let first = recv_until(ws, "/meta/connect", |_| true).await;
+    assert_eq!(first["successful"], true);
+    id
+}
+
+/// A client that sends Basic credentials and no cookie (the .NET GWS client): the upgrade finds
+/// or opens the user's session, and the client gets its notifications.
+#[tokio::test]
+async fn websocket_with_basic_credentials_and_no_cookie_gets_notifications() {
+    let (_sip, gws) = start_nodes().await;
+    let mut request = format!("ws://{}/api/v2/notifications", gws.http_addr())
+        .into_client_request()
+        .unwrap();
+    // "agent8001:password"
+    request.headers_mut().insert(
+        "authorization",
+        "Basic YWdlbnQ4MDAxOnBhc3N3b3Jk".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    handshake_and_subscribe(&mut ws).await;
+    gws.faults()
+        .add(FaultRule::new("tlib:*", FaultMode::Reject))
+        .unwrap();
+    let down = recv_until(&mut ws, "/notifications/services", |_| true).await;
+    assert_eq!(down["data"]["service"]["state"], "Inactive");
+}
+
+#[tokio::test]
+async fn websocket_transport_pushes_notifications_and_holds_connects() {
+    let (_sip, gws) = start_nodes().await;
 
     // Log in over REST for the session cookie.
     let resp = reqwest::Client::new()
@@ -91,27 +146,7 @@ async fn websocket_transport_pushes_notifications_and_holds_connects() {
         .insert("cookie", session.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
-    send(
-        &mut ws,
-        json!([{"id": "1", "channel": "/meta/handshake", "version": "1.0",
-                          "supportedConnectionTypes": ["websocket"]}]),
-    )
-    .await;
-    let hs = recv(&mut ws).await;
-    assert_eq!(hs[0]["successful"], true, "{hs:?}");
-    let id = hs[0]["clientId"].as_str().unwrap().to_owned();
-    send(
-        &mut ws,
-        json!([{"id": "2", "channel": "/meta/subscribe", "clientId": id,
-                          "subscription": "/notifications/services"},
-                         {"id": "3", "channel": "/meta/connect", "clientId": id,
-                          "connectionType": "websocket", "advice": {"timeout": 0}}]),
-    )
-    .await;
-    let replies = recv(&mut ws).await;
-    assert_eq!(replies[0]["successful"], true, "{replies:?}");
-    let first = recv_until(&mut ws, "/meta/connect", |_| true).await;
-    assert_eq!(first["successful"], true);
+    let id = handshake_and_subscribe(&mut ws).await;
 
     // A held connect; meanwhile the link is cut and the service change is pushed at once.
     send(

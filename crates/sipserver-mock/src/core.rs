@@ -170,6 +170,8 @@ pub struct NodeCore {
     pub(crate) links: BTreeMap<String, TcLink>,
     /// SIP messages to send, drained by the core task after every input.
     pub(crate) outbox: Vec<(Source, Bytes)>,
+    /// Calls' T-Lib user data, by ConnID (user_data.rs).
+    pub(crate) user_data: HashMap<ConnId, tlib::KvList>,
 }
 
 /// A node's ConnID prefix: a hash of its name in the top 16 bits, so two nodes of a cluster never
@@ -211,6 +213,7 @@ impl NodeCore {
             timer_seq: 0,
             next_call: 0,
             outbox: Vec::new(),
+            user_data: HashMap::new(),
             links: BTreeMap::new(),
             relayed_clients: HashMap::new(),
             next_relayed_client: RELAYED_CLIENT_BASE,

@@ -27,6 +27,7 @@ mod sip;
 pub mod tc;
 mod tcontroller;
 mod tlib_conn;
+mod user_data;
 
 pub use config::{AddpSettings, AgentOptions, NodeConfig, RegistrarConfig};
 pub use dn::{DnKind, DnRange};

@@ -169,6 +169,12 @@ impl NodeCore {
             | Request::RetrieveCall { ref dn, .. } => self
                 .registered_by(id, dn)
                 .and_then(|_| self.call_control(id, reference, &request, now)),
+            Request::AttachUserData { ref dn, .. }
+            | Request::UpdateUserData { ref dn, .. }
+            | Request::DeleteUserData { ref dn, .. }
+            | Request::SendDtmf { ref dn, .. } => self
+                .registered_by(id, dn)
+                .and_then(|_| self.call_data_request(id, reference, &request, now)),
             Request::AgentReady { dn, .. } => {
                 self.agent_status(id, reference, &dn, AgentStatus::Ready)
             }

@@ -177,6 +177,8 @@ attributes! {
     server_version: String => "ServerVersion",
     location: String => "Location",
     make_call_type: MakeCallType => "MakeCallType",
+    /// `RequestSendDTMF` / `EventDTMFSent`: the digits.
+    dtmf_digits: String => "DTMFDigits",
 }
 
 impl Attributes {

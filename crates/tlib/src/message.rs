@@ -227,9 +227,9 @@ mod tests {
 
     #[test]
     fn unknown_message_names_survive() {
-        let raw = obj(json!({"message": "RequestAttachUserData", "ConnID": "0000000000000001"}));
+        let raw = obj(json!({"message": "RequestInitiateTransfer", "ConnID": "0000000000000001"}));
         let msg = Message::from_object(raw.clone()).unwrap();
-        assert_eq!(msg.name.as_str(), "RequestAttachUserData");
+        assert_eq!(msg.name.as_str(), "RequestInitiateTransfer");
         assert_eq!(msg.attrs.conn_id, Some(ConnId(1)));
         assert_eq!(msg.to_object(), raw);
     }

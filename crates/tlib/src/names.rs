@@ -79,6 +79,10 @@ message_names! {
     RequestHoldCall = 18,
     RequestRetrieveCall = 19,
     RequestClearCall = 110,
+    RequestAttachUserData = 30,
+    RequestUpdateUserData = 31,
+    RequestDeleteUserData = 32,
+    RequestSendDTMF = 97,
     EventServerConnected = 50,
     EventServerDisconnected = 51,
     EventError = 52,
@@ -96,6 +100,7 @@ message_names! {
     EventAgentReady = 75,
     EventAgentNotReady = 76,
     EventAttachedDataChanged = 85,
+    EventDTMFSent = 98,
     EventAddressInfo = 92,
     EventServerInfo = 93,
     EventLinkDisconnected = 94,
@@ -188,9 +193,9 @@ mod tests {
 
     #[test]
     fn unknown_names_are_kept_verbatim() {
-        let n: MessageName = "RequestAttachUserData".parse().unwrap();
-        assert_eq!(n, MessageName::Other("RequestAttachUserData".into()));
-        assert_eq!(n.as_str(), "RequestAttachUserData");
+        let n: MessageName = "RequestInitiateTransfer".parse().unwrap();
+        assert_eq!(n, MessageName::Other("RequestInitiateTransfer".into()));
+        assert_eq!(n.as_str(), "RequestInitiateTransfer");
         assert!(n.is_request());
         assert!(!n.is_event());
         assert_eq!(n.id(), None);

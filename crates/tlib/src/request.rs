@@ -100,6 +100,30 @@ pub enum Request {
         dn: String,
         conn_id: ConnId,
     },
+    /// Adds `user_data` to the call's (keys already there are replaced); answered by
+    /// `EventAttachedDataChanged`.
+    AttachUserData {
+        dn: String,
+        conn_id: ConnId,
+        user_data: KvList,
+    },
+    /// Replaces the keys of `user_data` in the call's; answered by `EventAttachedDataChanged`.
+    UpdateUserData {
+        dn: String,
+        conn_id: ConnId,
+        user_data: KvList,
+    },
+    /// Removes all the call's user data; answered by `EventAttachedDataChanged`.
+    DeleteUserData {
+        dn: String,
+        conn_id: ConnId,
+    },
+    /// Answered by `EventDTMFSent`.
+    SendDtmf {
+        dn: String,
+        conn_id: ConnId,
+        digits: String,
+    },
 }
 
 /// Why a request cannot be served; answer it with [`RequestError::to_event`].
@@ -263,6 +287,38 @@ impl Request {
                 let (dn, conn_id) = call(dn()?)?;
                 Request::ClearCall { dn, conn_id }
             }
+            MessageName::RequestAttachUserData | MessageName::RequestUpdateUserData => {
+                let (dn, conn_id) = call(dn()?)?;
+                let Some(user_data) = a.user_data.clone() else {
+                    return Err(RequestError::invalid("UserData", "missing", rid));
+                };
+                if msg.name == MessageName::RequestAttachUserData {
+                    Request::AttachUserData {
+                        dn,
+                        conn_id,
+                        user_data,
+                    }
+                } else {
+                    Request::UpdateUserData {
+                        dn,
+                        conn_id,
+                        user_data,
+                    }
+                }
+            }
+            MessageName::RequestDeleteUserData => {
+                let (dn, conn_id) = call(dn()?)?;
+                Request::DeleteUserData { dn, conn_id }
+            }
+            MessageName::RequestSendDTMF => {
+                let (dn, conn_id) = call(dn()?)?;
+                let digits = required(&a.dtmf_digits, "DTMFDigits", rid)?;
+                Request::SendDtmf {
+                    dn,
+                    conn_id,
+                    digits,
+                }
+            }
             ref other => return Err(RequestError::unsupported(other, rid)),
         };
         Ok((rid, req))
@@ -286,6 +342,10 @@ impl Request {
             Request::HoldCall { .. } => MessageName::RequestHoldCall,
             Request::RetrieveCall { .. } => MessageName::RequestRetrieveCall,
             Request::ClearCall { .. } => MessageName::RequestClearCall,
+            Request::AttachUserData { .. } => MessageName::RequestAttachUserData,
+            Request::UpdateUserData { .. } => MessageName::RequestUpdateUserData,
+            Request::DeleteUserData { .. } => MessageName::RequestDeleteUserData,
+            Request::SendDtmf { .. } => MessageName::RequestSendDTMF,
         }
     }
 
@@ -305,7 +365,11 @@ impl Request {
             | Request::ReleaseCall { dn, .. }
             | Request::HoldCall { dn, .. }
             | Request::RetrieveCall { dn, .. }
-            | Request::ClearCall { dn, .. } => Some(dn),
+            | Request::ClearCall { dn, .. }
+            | Request::AttachUserData { dn, .. }
+            | Request::UpdateUserData { dn, .. }
+            | Request::DeleteUserData { dn, .. }
+            | Request::SendDtmf { dn, .. } => Some(dn),
         }
     }
 
@@ -391,7 +455,23 @@ impl Request {
             | Request::ReleaseCall { conn_id, .. }
             | Request::HoldCall { conn_id, .. }
             | Request::RetrieveCall { conn_id, .. }
-            | Request::ClearCall { conn_id, .. } => a.conn_id = Some(*conn_id),
+            | Request::ClearCall { conn_id, .. }
+            | Request::DeleteUserData { conn_id, .. } => a.conn_id = Some(*conn_id),
+            Request::AttachUserData {
+                conn_id, user_data, ..
+            }
+            | Request::UpdateUserData {
+                conn_id, user_data, ..
+            } => {
+                a.conn_id = Some(*conn_id);
+                a.user_data = Some(user_data.clone());
+            }
+            Request::SendDtmf {
+                conn_id, digits, ..
+            } => {
+                a.conn_id = Some(*conn_id);
+                a.dtmf_digits = Some(digits.clone());
+            }
         }
         Message::with_attrs(self.name(), a)
     }
@@ -500,6 +580,25 @@ mod tests {
                 dn: dn(),
                 conn_id: c,
             },
+            Request::AttachUserData {
+                dn: dn(),
+                conn_id: c,
+                user_data: kv(json!({"Case": "42"})),
+            },
+            Request::UpdateUserData {
+                dn: dn(),
+                conn_id: c,
+                user_data: kv(json!({"Case": "43", "n": 1})),
+            },
+            Request::DeleteUserData {
+                dn: dn(),
+                conn_id: c,
+            },
+            Request::SendDtmf {
+                dn: dn(),
+                conn_id: c,
+                digits: "12#".into(),
+            },
         ]
     }
 
@@ -576,7 +675,7 @@ mod tests {
 
     #[test]
     fn unknown_requests_and_events_are_51() {
-        for name in ["RequestAttachUserData", "EventRinging", "Ping", "Bogus"] {
+        for name in ["RequestInitiateTransfer", "EventRinging", "Ping", "Bogus"] {
             let err = Request::parse(&msg(json!({"message": name, "ReferenceID": 8}))).unwrap_err();
             assert_eq!(err.code, error_code::UNSUP_OPER, "{name}");
             assert_eq!(err.reference_id, Some(8));

@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use super::bayeux::{self, Origin, Transport};
 use super::{ready, Parked, BROWSER_COOKIE};
 use crate::ctx::{random_id, Ctx};
-use crate::http::{cookie, SESSION_COOKIE};
+use crate::http::cookie;
+use crate::rest::auth::{notification_session, session_cookie};
 
 /// `POST /api/v2/notifications[/…]`.
 pub async fn post(
@@ -37,12 +38,12 @@ pub async fn post(
         Ok(b) => b,
         Err(e) => return bayeux_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let session = cookie(&headers, SESSION_COOKIE);
+    let session = notification_session(&ctx, &headers).await;
     let known_browser = cookie(&headers, BROWSER_COOKIE).is_some();
     let processed = {
         let mut st = ctx.state();
         let origin = Origin {
-            session,
+            session: session.as_ref().map(|(sid, _)| sid.as_str()),
             transport: Transport::LongPolling,
         };
         bayeux::process(&mut st, &origin, batch, Instant::now(), &mut random_id)
@@ -56,6 +57,11 @@ pub async fn post(
         replies.extend(bayeux::finish_connect(&mut st, &connect, Instant::now()));
     }
     let mut response = axum::Json(Value::Array(replies)).into_response();
+    if let Some((sid, true)) = &session {
+        if let Some(v) = session_cookie(sid) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
     if processed.handshaken && !known_browser {
         let cookie = format!("{BROWSER_COOKIE}={}; Path=/; HttpOnly", random_id());
         if let Ok(v) = HeaderValue::from_str(&cookie) {

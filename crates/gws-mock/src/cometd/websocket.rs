@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use super::bayeux::{self, Connect, Origin, Transport};
 use super::Parked;
 use crate::ctx::{random_id, Ctx};
-use crate::http::{cookie, SESSION_COOKIE};
+use crate::rest::auth::notification_session;
 
 /// `GET /api/v2/notifications` with `Upgrade: websocket`.
 pub async fn upgrade(
@@ -22,7 +22,11 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let session = cookie(&headers, SESSION_COOKIE).map(str::to_owned);
+    // The session is settled at the upgrade: a cookie-less client with Basic credentials finds
+    // or opens it here (the 101 answer cannot carry a cookie the client would keep anyway).
+    let session = notification_session(&ctx, &headers)
+        .await
+        .map(|(sid, _)| sid);
     let max = ctx.cfg.max_body_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)

@@ -1,5 +1,6 @@
-//! `/api/v2/me` and its read-only sub-resources, StartContactCenterSession and
-//! EndContactCenterSession (docs/protocols.md §5.2), plus the node-wide `/api/v2/services` and
+//! `/api/v2/me` and its read-only sub-resources, StartContactCenterSession,
+//! EndContactCenterSession and the agent state on all channels (docs/protocols.md §5.2), plus
+//! the node-wide `/api/v2/services`, `/api/v2/settings/agent-states` and
 //! `/api/v2/diagnostics/version`.
 
 use std::collections::HashMap;
@@ -13,14 +14,18 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tlib::Request;
 
+use tokio::time::Instant;
+
 use super::auth::{answer, authenticate};
 use super::body::Operation;
 use super::error::{code, ApiError};
-use super::tlib_call;
+use super::{tlib_call, voice};
+use crate::agent_states;
 use crate::ctx::Ctx;
-use crate::device::AgentState;
+use crate::device::{AgentState, Device};
 use crate::notification;
 use crate::session::Session;
+use crate::state::GwsState;
 
 /// The GWS version a real WWE 8.5.202.96 was seen talking to (in its browser log).
 const GWS_VERSION: &str = "8.5.202.96";
@@ -32,20 +37,37 @@ pub async fn version() -> Response {
 
 /// `GET /api/v2/services`.
 pub async fn services(State(ctx): State<Arc<Ctx>>, method: Method, headers: HeaderMap) -> Response {
-    let authed = match authenticate(&ctx, &method, &headers) {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
-    let services = ctx.state().services();
-    answer(
+    read_session(
         &ctx,
-        &authed,
         &method,
-        Ok(json!({"statusCode": 0, "services": services})),
+        &headers,
+        |st, _, _| json!({"statusCode": 0, "services": st.services()}),
     )
+    .await
 }
 
-fn user_json(s: &Session, subresources: &[&str], base: &str) -> Value {
+/// Every sub-resource `subresources=*` stands for.
+const SUBRESOURCES: &[&str] = &[
+    "features",
+    "devices",
+    "calls",
+    "channels",
+    "settings",
+    "interactions",
+    "chats",
+    "emails",
+    "workitems",
+];
+
+/// `user.features`: what the account may use.
+fn features() -> Value {
+    json!([
+        {"id": "api-voice", "displayName": "Voice", "description": "Voice channel: agent state and call control"},
+        {"id": "api-multimedia", "displayName": "Multimedia", "description": "Multimedia channels"},
+    ])
+}
+
+fn user_json(s: &Session, d: &Device, subresources: &[&str], base: &str) -> Value {
     let mut user = json!({
         "id": format!("u-{}", s.user.name),
         "userName": s.user.name,
@@ -54,57 +76,65 @@ fn user_json(s: &Session, subresources: &[&str], base: &str) -> Value {
         "roles": ["ROLE_AGENT"],
         "enabled": true,
     });
+    let subresources: Vec<&str> = if subresources.contains(&"*") {
+        SUBRESOURCES.to_vec()
+    } else {
+        subresources.to_vec()
+    };
+    let now = Instant::now();
     for sub in subresources {
-        match *sub {
-            "devices" => user["devices"] = json!([notification::device(&s.device, base)]),
-            "calls" => {
-                user["calls"] = Value::Array(
-                    s.device
-                        .calls
-                        .iter()
-                        .map(|c| notification::call(c, &s.device, base))
-                        .collect(),
-                )
+        match sub {
+            "devices" => user["devices"] = json!([notification::device(d, base)]),
+            "calls" => user["calls"] = calls_json(d, base, now),
+            "channels" => user["channels"] = channels_json(d),
+            "features" => user["features"] = features(),
+            "settings" => {
+                user["settings"] = json!({"agent-states": agent_states::settings()["settings"]})
             }
-            "channels" => user["channels"] = channels_json(s),
-            "features" => user["features"] = json!(["api-voice", "api-multimedia"]),
             // Resources this mock does not model are present and empty, as for a voice-only agent.
-            "interactions" | "chats" | "emails" | "workitems" => user[*sub] = json!([]),
+            "interactions" | "chats" | "emails" | "workitems" => user[sub] = json!([]),
             _ => {}
         }
     }
     user
 }
 
-fn channels_json(s: &Session) -> Value {
-    notification::channel_state_change(&s.device)["channels"].clone()
+fn calls_json(d: &Device, base: &str, now: Instant) -> Value {
+    Value::Array(
+        d.calls
+            .iter()
+            .map(|c| notification::call(c, d, base, now))
+            .collect(),
+    )
 }
 
-/// `GET /api/v2/me?subresources=devices,calls,…`.
+fn channels_json(d: &Device) -> Value {
+    notification::channel_state_change(d)["channels"].clone()
+}
+
+/// `GET /api/v2/me?subresources=devices,calls,…` (`*`: all of them).
 pub async fn get(
     State(ctx): State<Arc<Ctx>>,
     method: Method,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let authed = match authenticate(&ctx, &method, &headers) {
-        Ok(a) => a,
-        Err(e) => return e.into_response(),
-    };
     let subresources: Vec<&str> = query
         .get("subresources")
-        .map(|s| s.split(',').map(str::trim).collect())
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .take(SUBRESOURCES.len() + 1)
+                .collect()
+        })
         .unwrap_or_default();
-    let user = {
-        let st = ctx.state();
-        st.sessions
-            .get(&authed.sid)
-            .map(|s| user_json(s, &subresources, &st.base))
-    };
-    let result = user
-        .map(|user| json!({"statusCode": 0, "user": user}))
-        .ok_or_else(ApiError::access_denied);
-    answer(&ctx, &authed, &method, result)
+    read_session(
+        &ctx,
+        &method,
+        &headers,
+        |st, s, d| json!({"statusCode": 0, "user": user_json(s, d, &subresources, &st.base)}),
+    )
+    .await
 }
 
 /// `GET /api/v2/me/devices`.
@@ -113,57 +143,92 @@ pub async fn devices(State(ctx): State<Arc<Ctx>>, method: Method, headers: Heade
         &ctx,
         &method,
         &headers,
-        |s, base| json!({"statusCode": 0, "devices": [notification::device(&s.device, base)]}),
+        |st, _, d| json!({"statusCode": 0, "devices": [notification::device(d, &st.base)]}),
     )
+    .await
 }
 
 /// `GET /api/v2/me/calls`.
 pub async fn calls(State(ctx): State<Arc<Ctx>>, method: Method, headers: HeaderMap) -> Response {
-    read_session(&ctx, &method, &headers, |s, base| {
-        let calls: Vec<Value> = s
-            .device
-            .calls
-            .iter()
-            .map(|c| notification::call(c, &s.device, base))
-            .collect();
-        json!({"statusCode": 0, "calls": calls})
-    })
+    read_session(
+        &ctx,
+        &method,
+        &headers,
+        |st, _, d| json!({"statusCode": 0, "calls": calls_json(d, &st.base, Instant::now())}),
+    )
+    .await
 }
 
-fn read_session(
+/// `GET /api/v2/me/channels`.
+pub async fn channels(State(ctx): State<Arc<Ctx>>, method: Method, headers: HeaderMap) -> Response {
+    read_session(
+        &ctx,
+        &method,
+        &headers,
+        |_, _, d| json!({"statusCode": 0, "channels": channels_json(d)}),
+    )
+    .await
+}
+
+/// `GET /api/v2/settings/agent-states`.
+pub async fn agent_state_settings(
+    State(ctx): State<Arc<Ctx>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    read_session(&ctx, &method, &headers, |_, _, _| agent_states::settings()).await
+}
+
+/// A GET answered from the caller's session and device; `render` may refuse with an error.
+pub async fn read_session_or(
     ctx: &Ctx,
     method: &Method,
     headers: &HeaderMap,
-    render: impl FnOnce(&Session, &str) -> Value,
+    render: impl FnOnce(&GwsState, &Session, &Device) -> Result<Value, ApiError>,
 ) -> Response {
-    let authed = match authenticate(ctx, method, headers) {
+    let authed = match authenticate(ctx, method, headers).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
     let body = {
         let st = ctx.state();
-        st.sessions.get(&authed.sid).map(|s| render(s, &st.base))
+        match st.sessions.with_device(&authed.sid) {
+            Some((s, d)) => render(&st, s, d),
+            None => Err(ApiError::access_denied()),
+        }
     };
-    answer(
-        ctx,
-        &authed,
-        method,
-        body.ok_or_else(ApiError::access_denied),
-    )
+    answer(ctx, &authed, method, body)
 }
 
-/// `POST /api/v2/me` StartContactCenterSession / EndContactCenterSession.
+async fn read_session(
+    ctx: &Ctx,
+    method: &Method,
+    headers: &HeaderMap,
+    render: impl FnOnce(&GwsState, &Session, &Device) -> Value,
+) -> Response {
+    read_session_or(ctx, method, headers, |st, s, d| Ok(render(st, s, d))).await
+}
+
+/// The operations of `POST /api/v2/me`: the contact-center session, and the agent state on
+/// every channel (only voice is modelled).
+const OPERATIONS: &[&str] = &[
+    "StartContactCenterSession",
+    "EndContactCenterSession",
+    "Ready",
+    "NotReady",
+    "AfterCallWork",
+    "AuxWork",
+    "Offline",
+];
+
+/// `POST /api/v2/me`.
 pub async fn post(
     State(ctx): State<Arc<Ctx>>,
     method: Method,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let op = match Operation::parse(
-        body,
-        ctx.cfg.max_body_bytes,
-        &["StartContactCenterSession", "EndContactCenterSession"],
-    ) {
+    let op = match Operation::parse(body, ctx.cfg.max_body_bytes, OPERATIONS) {
         Ok(op) => op,
         Err(e) => return e.into_response(),
     };
@@ -171,7 +236,14 @@ pub async fn post(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let authed = match authenticate(&ctx, &method, &headers) {
+    let target = match op.name.as_str() {
+        "StartContactCenterSession" | "EndContactCenterSession" => None,
+        _ => match voice::target_of(&op) {
+            Ok(t) => Some(t),
+            Err(e) => return e.into_response(),
+        },
+    };
+    let authed = match authenticate(&ctx, &method, &headers).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
@@ -180,12 +252,13 @@ pub async fn post(
         .sessions
         .get(&authed.sid)
         .map(|s| s.user.dn.clone());
-    let result = match dn {
-        None => Err(ApiError::access_denied()),
-        Some(dn) if op.name == "StartContactCenterSession" => {
+    let result = match (dn, target) {
+        (None, _) => Err(ApiError::access_denied()),
+        (Some(_), Some(target)) => voice::set_agent_state(&ctx, &authed.sid, target).await,
+        (Some(dn), None) if op.name == "StartContactCenterSession" => {
             start(&ctx, &authed.sid, &dn, &channels).await
         }
-        Some(dn) => end(&ctx, &authed.sid, &dn).await,
+        (Some(dn), None) => end(&ctx, &authed.sid, &dn).await,
     };
     answer(&ctx, &authed, &method, result)
 }
@@ -239,15 +312,19 @@ async fn start(ctx: &Ctx, sid: &str, dn: &str, channels: &[String]) -> Result<Va
 
 async fn start_voice(ctx: &Ctx, sid: &str, dn: &str) -> Result<(), ApiError> {
     let registered = tlib_call::send(ctx, sid, dn, Request::register_address(dn)).await?;
-    // From here the DN is registered for this session: it is unregistered when the session
-    // ends, even if the login below is refused (R5: the desktop still sees and controls calls).
+    // From here the DN is registered for the user: it is unregistered when the contact-center
+    // session or the DN's last session ends, even if the login below is refused (R5: the
+    // desktop still sees and controls calls).
     let agent_id = {
         let mut st = ctx.state();
-        let Some(s) = st.sessions.get_mut(sid) else {
+        let Some(s) = st.sessions.get(sid) else {
             return Err(ApiError::access_denied());
         };
-        s.contact_center = true;
-        s.user.name.clone()
+        let agent_id = s.user.name.clone();
+        if let Some(d) = st.sessions.device_of_mut(sid) {
+            d.contact_center = true;
+        }
+        agent_id
     };
     let in_service = registered
         .attrs
@@ -272,37 +349,45 @@ async fn start_voice(ctx: &Ctx, sid: &str, dn: &str) -> Result<(), ApiError> {
     tlib_call::send(ctx, sid, dn, login).await.map(|_| ())
 }
 
-/// AgentLogout and UnregisterAddress (unless another session of this node still uses the DN).
+/// AgentLogout and UnregisterAddress, then the session is invalidated (its cookie answers
+/// 403 / 20 from now on). A logout the SIP node refuses — during a call or after-call work
+/// (R5) — is the answer, with its statusCode: the agent, the registration and the session stay.
 async fn end(ctx: &Ctx, sid: &str, dn: &str) -> Result<Value, ApiError> {
-    let (was_started, shared, logged_in) = {
+    let (was_started, logged_in) = {
         let st = ctx.state();
-        let s = st.sessions.get(sid);
+        let d = st.sessions.with_device(sid).map(|(_, d)| d);
         (
-            s.is_some_and(|s| s.contact_center),
-            st.sessions.dn_in_contact_center(dn, sid),
-            s.is_some_and(|s| s.device.agent != AgentState::LoggedOut),
+            d.is_some_and(|d| d.contact_center),
+            d.is_some_and(|d| d.agent != AgentState::LoggedOut),
         )
     };
-    if !was_started {
-        return Ok(json!({"statusCode": 0}));
-    }
-    if logged_in {
-        let logout = Request::AgentLogout {
-            dn: dn.to_owned(),
-            reasons: None,
-            extensions: None,
-        };
-        // Already logged out (R4, or by another desktop) is fine: ending is what was asked.
-        let _ = tlib_call::send(ctx, sid, dn, logout).await;
-    }
-    if !shared {
+    if was_started {
+        if logged_in {
+            let logout = Request::AgentLogout {
+                dn: dn.to_owned(),
+                reasons: None,
+                extensions: None,
+            };
+            tlib_call::send(ctx, sid, dn, logout).await?;
+        }
         let unregister = Request::UnregisterAddress { dn: dn.to_owned() };
         let _ = tlib_call::send(ctx, sid, dn, unregister).await;
+        ctx.journal
+            .record("session.contact_center_ended", json!({ "dn": dn }));
     }
-    if let Some(s) = ctx.state().sessions.get_mut(sid) {
-        s.contact_center = false;
-    }
-    ctx.journal
-        .record("session.contact_center_ended", json!({ "dn": dn }));
+    let ended = {
+        let mut st = ctx.state();
+        if let Some(d) = st.sessions.device_of_mut(sid) {
+            d.contact_center = false;
+            // The logout's event may come after the session is gone: say it now.
+            if was_started {
+                d.agent = AgentState::LoggedOut;
+            }
+        }
+        let sent = st.notify_dn(dn);
+        ctx.metrics.notifications_sent.inc_by(sent as u64);
+        st.end_session(sid, "contact_center_ended")
+    };
+    ctx.sessions_ended(ended.into_iter().collect()).await;
     Ok(json!({"statusCode": 0}))
 }
