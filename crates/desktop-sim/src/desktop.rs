@@ -60,7 +60,7 @@ impl Shared {
 /// A running desktop. Dropping it stops the task (without logging out, like closing the tab).
 pub struct Desktop {
     user: String,
-    commands: mpsc::Sender<Order>,
+    hands: Hands,
     screen: watch::Receiver<Screen>,
     journal: Journal,
     task: JoinHandle<()>,
@@ -110,7 +110,7 @@ impl Desktop {
         };
         Desktop {
             user: cfg.user,
-            commands,
+            hands: Hands { commands },
             screen: screen_rx,
             journal: shared.journal.clone(),
             task: tokio::spawn(driver.run()),
@@ -143,22 +143,17 @@ impl Desktop {
     }
 
     async fn command(&self, command: Command) -> Result<(), Failure> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || Failure::Network("desktop stopped".into());
-        self.commands
-            .send(Box::new((command, reply)))
-            .await
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.hands.command(command).await
+    }
+
+    /// The agent's hands on this desktop, for another task (a storm's agents clicking).
+    pub fn hands(&self) -> Hands {
+        self.hands.clone()
     }
 
     /// The agent clicks Ready.
     pub async fn ready(&self) -> Result<(), Failure> {
-        self.command(Command::Voice {
-            operation: "Ready",
-            reason: None,
-        })
-        .await
+        self.hands.ready().await
     }
 
     /// The agent clicks Not Ready (with a reason code).
@@ -211,11 +206,44 @@ impl Desktop {
     /// again), e.g. after a refused login once the call and ACW are over (R5, S1.5). Err with
     /// the refusal when GWS refuses it.
     pub async fn log_in_agent(&self) -> Result<(), Failure> {
-        self.command(Command::LogInAgent).await
+        self.hands.log_in_agent().await
     }
 
     /// End the contact-center session and the CometD client.
     pub async fn log_out(&self) -> Result<(), Failure> {
         self.command(Command::LogOut).await
+    }
+}
+
+/// What an agent can click on a desktop it does not own; cheap to clone. The desktop stops
+/// when its [`Desktop`] is dropped, and then every click answers "desktop stopped".
+#[derive(Clone)]
+pub struct Hands {
+    commands: mpsc::Sender<Order>,
+}
+
+impl Hands {
+    async fn command(&self, command: Command) -> Result<(), Failure> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || Failure::Network("desktop stopped".into());
+        self.commands
+            .send(Box::new((command, reply)))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// The agent clicks Ready.
+    pub async fn ready(&self) -> Result<(), Failure> {
+        self.command(Command::Voice {
+            operation: "Ready",
+            reason: None,
+        })
+        .await
+    }
+
+    /// The agent logs in on the voice channel (StartContactCenterSession).
+    pub async fn log_in_agent(&self) -> Result<(), Failure> {
+        self.command(Command::LogInAgent).await
     }
 }

@@ -54,7 +54,7 @@ pub mod websocket;
 pub use backoff::Backoff;
 pub use config::{user_range, DesktopConfig};
 pub use connection::{Connection, RECONNECTING, UNABLE_TO_CONNECT};
-pub use desktop::{Desktop, Shared};
+pub use desktop::{Desktop, Hands, Shared};
 pub use failure::Failure;
 /// The journal every desktop writes to (what `--json` prints and tests wait on).
 pub use nodekit::{Entry, Journal};

@@ -34,6 +34,9 @@ pub use measure::Recovery;
 const JOURNAL_PER_AGENT: usize = 64;
 /// Desktops logging in at once during the set-up.
 const MAX_LOGGING_IN: usize = 200;
+/// Agents clicking "log in" / "Ready" at once after the fault, and how often each one retries.
+const MAX_AGENTS_ACTING: usize = 200;
+const AGENT_RETRY: Duration = Duration::from_secs(1);
 
 /// The fault that starts the storm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -331,8 +334,12 @@ async fn storm(
     let end = tokio::time::Instant::now() + opts.timeout;
     let mut last_change = tokio::time::Instant::now();
     let mut last_counts = (usize::MAX, usize::MAX, usize::MAX, usize::MAX);
+    let mut agents_acting = AgentsActing::default();
     let (phones, desktops) = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(swarm) = &desktop_swarm {
+            agents_acting.act(swarm);
+        }
         let events = history.since(&start);
         let p = outcomes::phones(&events, fault_at, &lost_registrars);
         let d = outcomes::desktops(&events, fault_at);
@@ -364,4 +371,54 @@ async fn storm(
     }
     drop(desktop_swarm);
     Ok((phones, desktops, measured_ms, fault_name))
+}
+
+/// What an agent does at a desktop whose voice channel the fault took off Ready: log in again
+/// when it shows logged out, go Ready when logged in. desktop-sim logs in again by itself only
+/// when the GWS session is gone; a voice channel logged out by the server waits for the agent.
+#[derive(Default)]
+struct AgentsActing {
+    in_flight: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
+    last_try: std::collections::HashMap<String, tokio::time::Instant>,
+}
+
+impl AgentsActing {
+    fn act(&mut self, swarm: &desktop_sim::Swarm) {
+        use desktop_sim::{Connection, Voice};
+        let now = tokio::time::Instant::now();
+        let due: Vec<(String, desktop_sim::Hands, Voice)> = swarm.with_desktops(|all| {
+            all.iter()
+                .filter_map(|d| {
+                    let screen = d.screen();
+                    let wants = screen.connection == Connection::Connected
+                        && matches!(screen.voice, Voice::LoggedOut | Voice::LoggedIn);
+                    let rested = self
+                        .last_try
+                        .get(d.user())
+                        .is_none_or(|t| now.duration_since(*t) >= AGENT_RETRY);
+                    (wants && rested).then(|| (d.user().to_owned(), d.hands(), screen.voice))
+                })
+                .collect()
+        });
+        for (user, desktop, voice) in due {
+            {
+                let mut busy = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                if busy.len() >= MAX_AGENTS_ACTING || !busy.insert(user.clone()) {
+                    continue;
+                }
+            }
+            self.last_try.insert(user.clone(), now);
+            let in_flight = self.in_flight.clone();
+            tokio::spawn(async move {
+                let logged_in = voice == Voice::LoggedIn || desktop.log_in_agent().await.is_ok();
+                if logged_in {
+                    let _ = desktop.ready().await;
+                }
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&user);
+            });
+        }
+    }
 }
