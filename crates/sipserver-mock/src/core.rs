@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::agent::{Agent, ClientId};
-use crate::b2bua::Side;
-use crate::call::{Call, OutRequest};
+use crate::call::OutRequest;
+use crate::calls::CallTable;
 use crate::config::NodeConfig;
 use crate::dn::{DnKind, DnPlan};
 use crate::metrics::NodeMetrics;
@@ -94,6 +94,16 @@ impl DnState {
             && self.cluster.as_ref().is_none_or(|c| c.is_idle())
     }
 
+    /// A call on the DN: here, or on another node while that node can be reached (a call in a
+    /// disconnected DC does not keep the agent from logging in elsewhere).
+    pub fn call_in_progress(&self) -> bool {
+        let remote = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.reachable_remote_calls().next().is_some());
+        !self.calls.is_empty() || remote
+    }
+
     /// The cluster part, created on first use.
     pub fn cluster_mut(&mut self) -> &mut crate::cluster::ClusterDn {
         self.cluster.get_or_insert_with(Default::default)
@@ -144,10 +154,8 @@ pub struct NodeCore {
     pub(crate) stamper: EventStamper,
     pub(crate) journal: Journal,
     pub(crate) metrics: Arc<NodeMetrics>,
-    /// Calls that arrived on this node, by ConnID.
-    pub(crate) calls: HashMap<ConnId, Call>,
-    /// Both legs' Call-IDs, to find the call of an in-dialog request.
-    pub(crate) dialogs: HashMap<String, (ConnId, Side)>,
+    /// Calls that arrived on this node.
+    pub(crate) calls: CallTable,
     /// Peer nodes' clients acting here, by (node, their client id).
     pub(crate) relayed_clients: HashMap<(Arc<str>, ClientId), ClientId>,
     pub(crate) next_relayed_client: ClientId,
@@ -163,22 +171,10 @@ pub struct NodeCore {
     pub(crate) out_requests: HashMap<String, OutRequest>,
     pub(crate) timers: BTreeMap<(Instant, u64), TimerJob>,
     timer_seq: u64,
-    pub(crate) next_call: u64,
-    /// The node's part of every ConnID it makes, so ConnIDs are unique across a cluster.
-    pub(crate) conn_id_base: u64,
     /// TC links to the other nodes, by peer name.
     pub(crate) links: BTreeMap<String, TcLink>,
     /// SIP messages to send, drained by the core task after every input.
     pub(crate) outbox: Vec<(Source, Bytes)>,
-}
-
-/// A node's ConnID prefix: a hash of its name in the top 16 bits, so two nodes of a cluster never
-/// hand out the same ConnID.
-fn node_conn_id_base(name: &str) -> u64 {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3)
-    });
-    (hash & 0xffff) << 48
 }
 
 /// Most server transactions kept at once (retransmission cache).
@@ -191,7 +187,7 @@ impl NodeCore {
         metrics: Arc<NodeMetrics>,
     ) -> Result<Self, String> {
         let plan = DnPlan::new(&config.dns)?;
-        let conn_id_base = node_conn_id_base(&config.name);
+        let calls = CallTable::new(&config.name);
         Ok(NodeCore {
             node: config.name.as_str().into(),
             registrar: Registrar::new(config.registrar.clone()),
@@ -201,15 +197,12 @@ impl NodeCore {
             dns: HashMap::new(),
             clients: HashMap::new(),
             stamper: EventStamper::new(),
-            conn_id_base,
             journal,
             metrics,
-            calls: HashMap::new(),
-            dialogs: HashMap::new(),
+            calls,
             out_requests: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
-            next_call: 0,
             outbox: Vec::new(),
             links: BTreeMap::new(),
             relayed_clients: HashMap::new(),
@@ -431,7 +424,6 @@ impl NodeCore {
         self.dns.clear();
         self.clients.clear();
         self.calls.clear();
-        self.dialogs.clear();
         self.out_requests.clear();
         self.timers.clear();
         self.outbox.clear();

@@ -204,19 +204,19 @@ impl NodeCore {
         event::server_info(reference, &self.node, &self.config.dc, ServerRole::Primary)
     }
 
-    /// R5: login and logout wait for the end of the call and of ACW, unless
-    /// `agent_emu_login_on_call` (or the request's `AgentEmuLoginOnCall` extension) allows them.
+    /// Login and logout wait for the end of the call and of ACW (R5, see `agent.rs`).
     fn login_allowed(&self, dn: &str, extensions: Option<&KvList>) -> Result<(), Refusal> {
-        let per_request = extensions
-            .and_then(|e| e.get("AgentEmuLoginOnCall"))
-            .map(|v| v == &json!(1) || v == &json!(true) || v == &json!("true"));
-        if per_request.unwrap_or(self.config.options.agent_emu_login_on_call) {
+        let allowed = self.config.options.agent_emu_login_on_call;
+        if agent::emu_login_on_call(extensions, allowed) {
             return Ok(());
         }
-        match self.busy_for_login(dn) {
-            Some(refusal) => Err(refusal),
-            None => Ok(()),
-        }
+        self.busy_for_login(dn).map_or(Ok(()), Err)
+    }
+
+    /// Whether the DN has a call or its agent is in ACW (R5; R8 waits for the same).
+    pub(crate) fn busy_for_login(&self, dn: &str) -> Option<Refusal> {
+        let state = self.dns.get(dn)?;
+        agent::busy_for_login(state.call_in_progress(), state.agent.as_deref())
     }
 
     /// The DN must be configured; returns its kind.
