@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use serde::Serialize;
+use sipcore::client_transaction::TxClock;
 use sipcore::transport::Source;
 use sipcore::TxKey;
 use tlib::{event, CallInfo, CallState, CallType, ConnId, Message, MessageName};
@@ -259,6 +260,13 @@ pub enum OutKind {
     AuditB,
 }
 
+impl OutKind {
+    /// An INVITE client transaction (Timers A/B), not a non-INVITE one (E/F).
+    pub fn is_invite(self) -> bool {
+        matches!(self, OutKind::Invite | OutKind::InviteA)
+    }
+}
+
 /// A request the node sent and may have to retransmit (UDP) until answered or timed out.
 #[derive(Debug)]
 pub struct OutRequest {
@@ -266,9 +274,10 @@ pub struct OutRequest {
     pub kind: OutKind,
     pub bytes: Bytes,
     pub dest: Source,
-    pub interval: std::time::Duration,
-    pub deadline: Instant,
-    /// Any answer stops retransmission (a provisional for INVITE, a final otherwise).
+    /// When to resend (RFC 3261 Timers A and E).
+    pub clock: TxClock,
+    /// The answer that ends the transaction's retransmissions and its timeout (Timers B and F):
+    /// any response to an INVITE (a ringing phone may ring on), a final one otherwise.
     pub answered: bool,
     /// For our INVITE: the ACK sent for its final response, resent if the final is.
     pub ack: Option<Bytes>,

@@ -85,6 +85,29 @@ pub(crate) struct RingingCall {
 /// A call from the PSTN to `dn`, ringing at the phone or gateway that the node's INVITE goes to
 /// (which must be the only INVITE in the outbox).
 pub(crate) fn ringing_call(core: &mut NodeCore, dn: &str, ani: &str) -> RingingCall {
+    let (call_id, phone, invite) = offer_call(core, dn, ani);
+    let ringing = sipcore::response_for(&invite, sipcore::builder::status(180));
+    let to = ringing.to_header().unwrap().clone();
+    sip_from(
+        core,
+        SipMessage::Response(ringing),
+        &phone.remote.to_string(),
+    );
+    RingingCall {
+        call_id,
+        invite,
+        phone,
+        to,
+    }
+}
+
+/// A call from the PSTN to `dn`: the caller's Call-ID, and where the node's INVITE went (it must
+/// be the only INVITE in the outbox) with the INVITE.
+pub(crate) fn offer_call(
+    core: &mut NodeCore,
+    dn: &str,
+    ani: &str,
+) -> (String, Source, sipcore::rsip::Request) {
     let caller: std::net::SocketAddr = CALLER.parse().unwrap();
     let call_id = format!("caller-{dn}-{}", sipcore::tag());
     let sdp = sipcore::builder::sdp_offer(caller.ip(), 4000);
@@ -106,19 +129,7 @@ pub(crate) fn ringing_call(core: &mut NodeCore, dn: &str, ani: &str) -> RingingC
     let SipMessage::Request(invite) = sipcore::parse_message(&bytes).unwrap() else {
         panic!("an INVITE");
     };
-    let ringing = sipcore::response_for(&invite, sipcore::builder::status(180));
-    let to = ringing.to_header().unwrap().clone();
-    sip_from(
-        core,
-        SipMessage::Response(ringing),
-        &phone.remote.to_string(),
-    );
-    RingingCall {
-        call_id,
-        invite,
-        phone,
-        to,
-    }
+    (call_id, phone, invite)
 }
 
 /// The phone of a [`ringing_call`] answers. Returns the caller's Call-ID.

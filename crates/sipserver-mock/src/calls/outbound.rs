@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rsip::prelude::*;
+use sipcore::client_transaction::{Tick, TxClock};
 use sipcore::fields;
 use sipcore::transport::{Source, TransportKind};
 use tlib::ConnId;
@@ -73,15 +74,13 @@ impl NodeCore {
         now: Instant,
     ) {
         let t = self.config.sip_timers;
-        let deadline = now + t.t1 * 64;
+        let deadline = now + t.t1_x64();
+        let reliable = dest.transport.is_reliable();
+        let (clock, wake) = TxClock::start(&t, reliable, kind.is_invite(), now);
         self.outbox.push((dest, bytes.clone()));
-        if dest.transport == TransportKind::Udp {
-            self.schedule(
-                now + t.t1,
-                TimerJob::Retransmit {
-                    branch: branch.clone(),
-                },
-            );
+        if wake < deadline {
+            let branch = branch.clone();
+            self.schedule(wake, TimerJob::Retransmit { branch });
         }
         self.schedule(
             deadline,
@@ -96,37 +95,30 @@ impl NodeCore {
                 kind,
                 bytes,
                 dest,
-                interval: t.t1,
-                deadline,
+                clock,
                 answered: false,
                 ack: None,
             },
         );
     }
 
-    /// Retransmits an unanswered request (Timers A and E), doubling the interval.
+    /// Retransmits an unanswered request (Timers A and E).
     pub(crate) fn retransmit(&mut self, branch: &str, now: Instant) {
-        let t2 = self.config.sip_timers.t2;
+        let t = self.config.sip_timers;
         let Some(out) = self.out_requests.get_mut(branch) else {
             return;
         };
-        if out.answered || now >= out.deadline {
+        if out.answered {
             return;
         }
-        self.outbox.push((out.dest, out.bytes.clone()));
-        self.metrics.sip_retransmissions_sent.inc();
-        out.interval = if out.kind == OutKind::Invite {
-            out.interval * 2
-        } else {
-            (out.interval * 2).min(t2)
-        };
-        let next = now + out.interval;
-        self.schedule(
-            next,
-            TimerJob::Retransmit {
-                branch: branch.to_string(),
-            },
-        );
+        // Wakes come at the instants the clock gave, so it never says Wait here; the ExpireOut
+        // job ends the transaction.
+        if let Tick::Resend(next) = out.clock.on_timer(&t, now) {
+            self.outbox.push((out.dest, out.bytes.clone()));
+            self.metrics.sip_retransmissions_sent.inc();
+            let branch = branch.to_string();
+            self.schedule(next, TimerJob::Retransmit { branch });
+        }
     }
 
     /// Timer B / F: an unanswered request gave up.
@@ -198,15 +190,18 @@ impl NodeCore {
             return;
         };
         let (conn_id, kind, dest) = (out.conn_id, out.kind, out.dest);
-        if matches!(kind, OutKind::Invite | OutKind::InviteA) && code >= 200 {
+        if kind.is_invite() && code >= 200 {
             if let Some(ack) = out.ack.clone() {
                 // A retransmitted final: our ACK was lost.
                 self.outbox.push((dest, ack));
                 return;
             }
         }
-        if code >= 200 || matches!(kind, OutKind::Invite | OutKind::InviteA) {
+        if code >= 200 || kind.is_invite() {
             out.answered = true;
+        } else {
+            // A non-INVITE request resends at T2 once a provisional came (RFC 3261 §17.1.2.2).
+            out.clock.on_provisional(&self.config.sip_timers);
         }
         match kind {
             OutKind::Invite => self.on_invite_response(&branch, conn_id, &resp, code, now),

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use crate::agent::AgentStatus;
 use crate::cluster::tests::{advance, journal_kinds, login, Pair};
 use crate::core::tests::{
-    answer, answered_call, ask, caller_hangs_up, client, core_with, drain, names, ringing_call,
+    answer, answered_call, ask, caller_hangs_up, client, core_with, drain, names, offer_call,
+    ringing_call,
 };
 use crate::core::NodeCore;
 
@@ -428,4 +429,56 @@ async fn r11_with_the_link_down_a_release_clears_the_call_at_the_owner_only() {
         "EventReleased"
     );
     assert!(drain(&mut gws1).is_empty());
+}
+
+/// The node's INVITE to a phone that never answers: resent over UDP on Timer A (T1 = 20 ms on
+/// the fast profile, doubling), given up on Timer B (64·T1) with a 408 to the caller; a phone that
+/// rings stops the resending and the timeout.
+#[tokio::test(start_paused = true)]
+async fn node_invite_is_resent_on_timer_a_and_gives_up_on_timer_b() {
+    let mut core = core_with("ss1", |_| {});
+    let _gws = client(&mut core, 1);
+    ask(&mut core, 1, Request::register_address("8001"));
+    let t0 = Instant::now();
+    let (_call, _phone, _invite) = offer_call(&mut core, "8001", "5550101");
+    let mut resent = Vec::new();
+    let mut answer_to_caller = None;
+    while let Some(at) = core.next_deadline() {
+        if at > t0 + Duration::from_secs(2) {
+            break;
+        }
+        tokio::time::advance(at - Instant::now()).await;
+        core.on_timer(Instant::now());
+        for (_, bytes) in core.take_outbox() {
+            let ms = (Instant::now() - t0).as_millis();
+            if bytes.starts_with(b"INVITE ") {
+                resent.push(ms);
+            } else if bytes.starts_with(b"SIP/2.0 ") {
+                answer_to_caller = Some((ms, bytes[8..11].to_vec()));
+            }
+        }
+    }
+    assert_eq!(
+        resent,
+        [20, 60, 140, 300, 620, 1260],
+        "Timer A: T1, doubling"
+    );
+    assert_eq!(
+        answer_to_caller,
+        Some((1280, b"408".to_vec())),
+        "Timer B: 64·T1"
+    );
+    assert_eq!(core.calls.len(), 0);
+
+    let ringing = ringing_call(&mut core, "8001", "5550101");
+    core.take_outbox();
+    tokio::time::advance(Duration::from_secs(3)).await;
+    core.on_timer(Instant::now());
+    assert_eq!(
+        sent(&mut core, "INVITE"),
+        0,
+        "no resend once the phone rings"
+    );
+    assert_eq!(core.calls.len(), 1, "a ringing call does not time out");
+    drop(ringing);
 }
