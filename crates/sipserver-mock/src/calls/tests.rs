@@ -303,18 +303,26 @@ async fn r7_a_stale_wrap_up_timer_does_not_end_a_later_acw() {
     assert_eq!(names(&mut gws), [MessageName::EventAgentReady]);
 }
 
-/// ss1 owns 8001 and its agent; a call to 8001 arrives at ss3 and lives there (R11): ss1's client
-/// hears of it through ss1, controls it through ss1, and ACW follows at ss1.
-#[tokio::test(start_paused = true)]
-async fn r11_a_call_on_another_node_is_reported_and_controlled_at_the_owner() {
+/// Linked ss1 and ss3; ss1 owns PSTN DN 8001 through its client 1 (which logged the agent in when
+/// `with_agent`), events read.
+fn ss1_owns_8001(with_agent: bool) -> (Pair, mpsc::Receiver<Message>) {
     let mut p = Pair::new("ss1", "ss3");
     p.connect();
     let mut gws1 = client(&mut p.a, 1);
     ask(&mut p.a, 1, Request::register_address("8001"));
-    ask(&mut p.a, 1, login("8001"));
+    if with_agent {
+        ask(&mut p.a, 1, login("8001"));
+    }
     p.pump();
     drain(&mut gws1);
+    (p, gws1)
+}
 
+/// ss1 owns 8001 and its agent; a call to 8001 arrives at ss3 and lives there (R11): ss1's client
+/// hears of it through ss1, controls it through ss1, and ACW follows at ss1.
+#[tokio::test(start_paused = true)]
+async fn r11_a_call_on_another_node_is_reported_and_controlled_at_the_owner() {
+    let (mut p, mut gws1) = ss1_owns_8001(true);
     let call = ringing_call(&mut p.b, "8001", "5550101");
     answer(&mut p.b, call);
     p.pump();
@@ -377,11 +385,7 @@ async fn r11_a_call_on_another_node_is_reported_and_controlled_at_the_owner() {
 /// release clears it from the desktop; the call itself goes on at its node.
 #[tokio::test(start_paused = true)]
 async fn r11_with_the_link_down_a_release_clears_the_call_at_the_owner_only() {
-    let mut p = Pair::new("ss1", "ss3");
-    p.connect();
-    let mut gws1 = client(&mut p.a, 1);
-    ask(&mut p.a, 1, Request::register_address("8001"));
-    p.pump();
+    let (mut p, mut gws1) = ss1_owns_8001(false);
     let call = answered_call(&mut p.b, "8001", "5550101");
     p.pump();
     let conn = drain(&mut gws1)
