@@ -109,7 +109,43 @@ pub struct Call {
     pub reported: bool,
 }
 
+impl BLeg {
+    /// The phone's leg as our INVITE starts it; `remote_to_base` is that INVITE's To.
+    pub fn new(
+        call_id: String,
+        local_from: String,
+        remote_to_base: String,
+        request_uri: String,
+        dest: Source,
+        invite_branch: String,
+    ) -> Self {
+        BLeg {
+            call_id,
+            local_from,
+            remote_to_base,
+            remote_to: None,
+            request_uri,
+            remote_target: None,
+            dest,
+            invite_branch,
+            next_cseq: 2,
+            answered: false,
+            sdp: Vec::new(),
+        }
+    }
+}
+
 impl Call {
+    /// The phone's 2xx: keeps its SDP the first time (true); a retransmission changes nothing.
+    pub fn phone_answered(&mut self, sdp: &[u8]) -> bool {
+        if self.b.answered {
+            return false;
+        }
+        self.b.answered = true;
+        self.b.sdp = sdp.to_vec();
+        true
+    }
+
     /// The DNs whose clients hear of the call: its DN, and the calling DN of an internal call.
     pub fn parties(&self) -> impl Iterator<Item = &str> {
         std::iter::once(&*self.dn).chain(self.calling_dn.as_deref())

@@ -99,7 +99,11 @@ impl NodeCore {
             self.config.sip_addr().ip(),
             sipcore::tag()
         );
-        let mut call = Call {
+        let to_phone = match info.kind {
+            DnKind::Softphone => format!("<sip:{dn}@{}>", self.config.sip_addr().ip()),
+            DnKind::Pstn => format!("<{request_uri}>"),
+        };
+        let call = Call {
             conn_id,
             uuid,
             dn: dn.as_str().into(),
@@ -128,19 +132,15 @@ impl NodeCore {
                 sdp: body.to_vec(),
                 invite: None,
             },
-            b: BLeg {
-                call_id: b_call_id.clone(),
+            // The To of our INVITE; the phone's tag is appended when it answers.
+            b: BLeg::new(
+                b_call_id,
                 local_from,
-                remote_to_base: String::new(),
-                remote_to: None,
-                request_uri: request_uri.clone(),
-                remote_target: None,
+                to_phone,
+                request_uri,
                 dest,
-                invite_branch: b_branch.clone(),
-                next_cseq: 2,
-                answered: false,
-                sdp: Vec::new(),
-            },
+                b_branch.clone(),
+            ),
             started: now,
             answered_at: None,
             reported: false,
@@ -148,23 +148,8 @@ impl NodeCore {
         // 100 Trying at once, so the caller stops retransmitting while the phone is reached.
         let trying = call.a_response(100, "Trying", &self.contact(), None);
         self.answer_tx(key, source, trying, now);
-        let to_phone = match info.kind {
-            DnKind::Softphone => format!("<sip:{dn}@{}>", self.config.sip_addr().ip()),
-            DnKind::Pstn => format!("<{request_uri}>"),
-        };
         let sdp = if has_sdp { Some(body.as_slice()) } else { None };
-        let bytes = self.invite_bytes(
-            &request_uri,
-            &call.b.local_from,
-            &to_phone,
-            &b_call_id,
-            &b_branch,
-            dest,
-            &call.uuid,
-            sdp,
-        );
-        // The To we put in the INVITE; the phone's tag is appended when it answers.
-        call.b.remote_to_base = to_phone;
+        let bytes = self.invite_phone(&call, sdp);
         self.dns
             .entry(dn.as_str().into())
             .or_default()
@@ -253,11 +238,9 @@ impl NodeCore {
             200..=299 if call.origin == Origin::MakeCall => {
                 // Flow I: the phone's offer goes to the destination; the phone's ACK waits for
                 // the destination's answer (retransmitted 2xx are ignored until then).
-                if call.b.answered {
+                if !call.phone_answered(resp.body()) {
                     return;
                 }
-                call.b.answered = true;
-                call.b.sdp = resp.body().to_vec();
                 if call.phase == CallPhase::Releasing {
                     self.hang_up_b(conn_id, now);
                 } else {
@@ -270,11 +253,9 @@ impl NodeCore {
                 let Some(call) = self.calls.get_mut(&conn_id) else {
                     return;
                 };
-                if call.b.answered {
+                if !call.phone_answered(resp.body()) {
                     return;
                 }
-                call.b.answered = true;
-                call.b.sdp = resp.body().to_vec();
                 if call.phase == CallPhase::Releasing {
                     self.hang_up_b(conn_id, now);
                     return;

@@ -13,7 +13,7 @@ use tlib::ConnId;
 use tokio::time::Instant;
 
 use super::{via_line, Outcome, Side};
-use crate::call::{Origin, OutKind, OutRequest};
+use crate::call::{Call, Origin, OutKind, OutRequest};
 use crate::core::{NodeCore, TimerJob};
 
 impl NodeCore {
@@ -36,6 +36,21 @@ impl NodeCore {
             contact = self.contact(),
         );
         with_body(&mut invite, sdp)
+    }
+
+    /// Our INVITE to the phone of `call` (its B leg).
+    pub(super) fn invite_phone(&self, call: &Call, sdp: Option<&[u8]>) -> Bytes {
+        let b = &call.b;
+        self.invite_bytes(
+            &b.request_uri,
+            &b.local_from,
+            &b.remote_to_base,
+            &b.call_id,
+            &b.invite_branch,
+            b.dest,
+            &call.uuid,
+            sdp,
+        )
     }
 
     /// ACKs the phone's final answer to our INVITE (with the SDP answer when the phone made the

@@ -35,6 +35,14 @@ fn the_error(events: &[Message]) -> &Message {
     errors[0]
 }
 
+/// The refusal R5 sends: the one `EventError` among `events`, with error 1712.
+fn r5_refusal(events: &[Message]) -> &Message {
+    let refused = the_error(events);
+    let code = refused.attrs.error_code;
+    assert_eq!(code, Some(error_code::CTL_INV_CALL_STATE), "{refused:?}");
+    refused
+}
+
 /// Messages the node queued for SIP that start with `method`.
 fn sent(core: &mut NodeCore, method: &str) -> usize {
     core.take_outbox()
@@ -67,11 +75,7 @@ async fn r5_login_and_logout_during_a_call_or_acw_are_refused_with_1712() {
         },
     );
     let events = drain(&mut gws1);
-    let refused = the_error(&events);
-    assert_eq!(
-        refused.attrs.error_code,
-        Some(error_code::CTL_INV_CALL_STATE)
-    );
+    let refused = r5_refusal(&events);
     assert_eq!(refused.attrs.reference_id, Some(1));
     assert!(core.dns["8001"].agent.is_some(), "still logged in");
 
@@ -81,11 +85,7 @@ async fn r5_login_and_logout_during_a_call_or_acw_are_refused_with_1712() {
     drain(&mut gws2);
     ask(&mut core, 2, login("8001"));
     let events = drain(&mut gws2);
-    let refused = the_error(&events);
-    assert_eq!(
-        refused.attrs.error_code,
-        Some(error_code::CTL_INV_CALL_STATE)
-    );
+    r5_refusal(&events);
     assert!(!events
         .iter()
         .any(|m| m.name == MessageName::EventAgentLogin));
@@ -95,11 +95,7 @@ async fn r5_login_and_logout_during_a_call_or_acw_are_refused_with_1712() {
     drain(&mut gws2);
     ask(&mut core, 2, login("8001"));
     let events = drain(&mut gws2);
-    let refused = the_error(&events);
-    assert_eq!(
-        refused.attrs.error_code,
-        Some(error_code::CTL_INV_CALL_STATE)
-    );
+    let refused = r5_refusal(&events);
     assert!(refused
         .attrs
         .error_message

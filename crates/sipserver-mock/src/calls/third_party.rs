@@ -67,33 +67,19 @@ impl NodeCore {
                 sdp: Vec::new(),
                 invite: None,
             },
-            b: BLeg {
-                call_id: b_call_id.clone(),
-                local_from: format!("<sip:{destination}@{ip}>;tag={}", sipcore::tag()),
-                remote_to_base: format!("<sip:{dn}@{ip}>"),
-                remote_to: None,
-                request_uri: phone_uri,
-                remote_target: None,
-                dest: phone,
-                invite_branch: b_branch.clone(),
-                next_cseq: 2,
-                answered: false,
-                sdp: Vec::new(),
-            },
+            b: BLeg::new(
+                b_call_id,
+                format!("<sip:{destination}@{ip}>;tag={}", sipcore::tag()),
+                format!("<sip:{dn}@{ip}>"),
+                phone_uri,
+                phone,
+                b_branch.clone(),
+            ),
             started: now,
             answered_at: None,
             reported: true,
         };
-        let bytes = self.invite_bytes(
-            &call.b.request_uri,
-            &call.b.local_from,
-            &call.b.remote_to_base,
-            &b_call_id,
-            &b_branch,
-            phone,
-            &call.uuid,
-            None,
-        );
+        let bytes = self.invite_phone(&call, None);
         self.calls.insert(call);
         self.metrics.calls_active.set(self.calls.len() as i64);
         let requester = Some((client, reference));
