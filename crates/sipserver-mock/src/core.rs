@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use nodekit::Journal;
-use serde::Serialize;
 use serde_json::{json, Value};
 use sipcore::transport::Source;
 use sipcore::ServerTransactions;
@@ -17,11 +16,12 @@ use tlib::{ConnId, EventStamper, Message};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::agent::{Agent, ClientId};
+use crate::agent::ClientId;
 use crate::call::OutRequest;
 use crate::calls::CallTable;
 use crate::config::NodeConfig;
 use crate::dn::{DnKind, DnPlan};
+pub use crate::dn_table::{DnState, DnTable};
 use crate::metrics::NodeMetrics;
 use crate::registrar::Registrar;
 
@@ -64,52 +64,6 @@ impl Client {
 /// Relayed clients are numbered from here, apart from connections (numbered from 1).
 pub const RELAYED_CLIENT_BASE: ClientId = 1 << 62;
 
-/// Everything the node knows about one DN beyond its SIP binding.
-#[derive(Debug, Default, Serialize)]
-pub struct DnState {
-    /// Clients that registered the DN (`RequestRegisterAddress`), in registration order.
-    pub clients: BTreeSet<ClientId>,
-    /// The node that keeps the DN's agent state (R1); None: unowned.
-    pub owner: Option<Arc<str>>,
-    /// Boxed: most DNs (a phone registered, nobody logged in) carry no agent.
-    pub agent: Option<Box<Agent>>,
-    /// Calls in progress on this DN (a second call rings the phone too; the phone decides).
-    pub calls: Vec<ConnId>,
-    /// Bumped on every ACW start, so a stale wrap-up timer does nothing.
-    #[serde(skip)]
-    pub acw_serial: u64,
-    /// The epoch of the latest ownership record known for the DN (see `cluster/mod.rs`).
-    pub epoch: u64,
-    /// Cluster state most DNs never need.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<Box<crate::cluster::ClusterDn>>,
-}
-
-impl DnState {
-    fn is_idle(&self) -> bool {
-        self.clients.is_empty()
-            && self.owner.is_none()
-            && self.agent.is_none()
-            && self.calls.is_empty()
-            && self.cluster.as_ref().is_none_or(|c| c.is_idle())
-    }
-
-    /// A call on the DN: here, or on another node while that node can be reached (a call in a
-    /// disconnected DC does not keep the agent from logging in elsewhere).
-    pub fn call_in_progress(&self) -> bool {
-        let remote = self
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.reachable_remote_calls().next().is_some());
-        !self.calls.is_empty() || remote
-    }
-
-    /// The cluster part, created on first use.
-    pub fn cluster_mut(&mut self) -> &mut crate::cluster::ClusterDn {
-        self.cluster.get_or_insert_with(Default::default)
-    }
-}
-
 /// One TC link as the core sees it.
 #[derive(Debug)]
 pub struct TcLink {
@@ -149,7 +103,7 @@ pub struct NodeCore {
     pub(crate) plan: DnPlan,
     pub(crate) registrar: Registrar,
     pub(crate) transactions: ServerTransactions,
-    pub(crate) dns: HashMap<Box<str>, DnState>,
+    pub(crate) dns: DnTable,
     pub(crate) clients: HashMap<ClientId, Client>,
     pub(crate) stamper: EventStamper,
     pub(crate) journal: Journal,
@@ -194,7 +148,7 @@ impl NodeCore {
             transactions: ServerTransactions::new(config.sip_timers, MAX_TRANSACTIONS),
             plan,
             config,
-            dns: HashMap::new(),
+            dns: DnTable::default(),
             clients: HashMap::new(),
             stamper: EventStamper::new(),
             journal,
@@ -345,16 +299,14 @@ impl NodeCore {
 
     /// Removes DN state that carries nothing (keeps the map small at 100k DNs).
     pub(crate) fn forget_if_idle(&mut self, dn: &str) {
-        if self.dns.get(dn).is_some_and(DnState::is_idle) {
-            self.dns.remove(dn);
-        }
+        self.dns.forget_if_idle(dn);
     }
 
     /// The whole state, as `GET /state` shows it.
     pub fn snapshot(&self) -> Value {
         let now = Instant::now();
         let mut dns: Vec<Value> = Vec::new();
-        let mut names: BTreeSet<&str> = self.dns.keys().map(|k| &**k).collect();
+        let mut names: BTreeSet<&str> = self.dns.names().collect();
         names.extend(self.registrar.iter().map(|(dn, _)| dn));
         for dn in names {
             let kind = self.plan.lookup(dn).map(|i| i.kind);

@@ -10,8 +10,8 @@
 //! Layout: [`core::NodeCore`] is the state and its transitions — `sip.rs` (SIP dispatch, the
 //! registrar, OPTIONS), `calls/` (calls), `tcontroller.rs` (T-Lib requests) and [`cluster`]
 //! (ownership, moves, relaying and resynchronisation over the TC layer) — driven by one task in
-//! [`node`]. [`registrar`], [`agent`] and [`call`] are plain data with pure transitions;
-//! `tlib_conn.rs` moves T-Lib frames and [`tc`] TC-layer frames.
+//! [`node`]. [`registrar`], [`agent`], [`call`] and [`dn_table`] are plain data with pure
+//! transitions; `tlib_conn.rs` moves T-Lib frames and [`tc`] TC-layer frames.
 
 pub mod agent;
 pub mod call;
@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod dn;
+pub mod dn_table;
 pub mod metrics;
 pub mod node;
 pub mod registrar;

@@ -249,7 +249,7 @@ impl NodeCore {
     ) -> Result<(), Refusal> {
         let kind = self.configured(dn)?;
         let node = self.node.clone();
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let first_client = state.clients.is_empty();
         state.clients.insert(id);
         // R1 for PSTN DNs: the T-Lib registration makes this node the owner of an unowned DN.
@@ -399,7 +399,7 @@ impl NodeCore {
                 format!("DN {dn} is out of service"),
             ));
         }
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let agent = agent::login(state.agent.as_deref(), id, agent_id, work_mode)?;
         let agent_id = agent.agent_id.clone();
         let status = agent.status.clone();
@@ -425,7 +425,7 @@ impl NodeCore {
         self.configured(dn)?;
         self.registered_by(id, dn)?;
         self.login_allowed(dn, extensions)?;
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         agent::logout(state.agent.as_deref())?;
         let agent_id = state.agent.take().and_then(|a| a.agent_id);
         self.metrics.agent_logouts.inc();
@@ -451,7 +451,7 @@ impl NodeCore {
     ) -> Result<(), Refusal> {
         self.configured(dn)?;
         self.registered_by(id, dn)?;
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let agent = agent::set_status(state.agent.as_deref(), status)?;
         let agent_id = agent.agent_id.clone();
         let event = status_event(dn, agent_id.as_deref(), &agent.status);

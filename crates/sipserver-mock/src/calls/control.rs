@@ -55,8 +55,7 @@ impl NodeCore {
 
     /// The DN's call with `conn` (3pcc requests must name a call of the DN).
     fn call_of(&self, dn: &str, conn: ConnId) -> Result<ConnId, Refusal> {
-        let on_dn = self.dns.get(dn).is_some_and(|d| d.calls.contains(&conn));
-        if on_dn && self.calls.contains(&conn) {
+        if self.dns.has_call(dn, conn) && self.calls.contains(&conn) {
             Ok(conn)
         } else {
             Err(Refusal::new(

@@ -150,11 +150,7 @@ impl NodeCore {
         self.answer_tx(key, source, trying, now);
         let sdp = if has_sdp { Some(body.as_slice()) } else { None };
         let bytes = self.invite_phone(&call, sdp);
-        self.dns
-            .entry(dn.as_str().into())
-            .or_default()
-            .calls
-            .push(conn_id);
+        self.dns.add_call(&dn, conn_id);
         self.journal.record(
             "call.offered",
             json!({ "conn_id": conn_id.to_string(), "dn": dn, "ani": ani, "uuid": call.uuid }),

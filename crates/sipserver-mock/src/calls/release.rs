@@ -115,9 +115,7 @@ impl NodeCore {
         self.metrics.call_outcome(outcome.as_str());
         let dn = call.dn.clone();
         for party in call.parties() {
-            if let Some(state) = self.dns.get_mut(party) {
-                state.calls.retain(|c| *c != conn);
-            }
+            self.dns.remove_call(party, conn);
         }
         self.journal.record(
             "call.released",

@@ -31,7 +31,7 @@ impl NodeCore {
             return;
         };
         let dialing = event::dialing(None, &call.info_for(dn, Some(CallState::Ok)));
-        self.dns.entry(dn.into()).or_default().calls.push(conn_id);
+        self.dns.add_call(dn, conn_id);
         self.journal.record(
             "call.dialing",
             json!({ "conn_id": conn_id.to_string(), "dn": dn, "destination": destination }),
@@ -70,12 +70,9 @@ impl NodeCore {
 
     /// The DN's calls, reported to a client that just registered the DN.
     pub(crate) fn report_calls(&mut self, client: ClientId, dn: &str) {
-        let conns = self
+        let mut reports: Vec<tlib::Message> = self
             .dns
-            .get(dn)
-            .map(|d| d.calls.clone())
-            .unwrap_or_default();
-        let mut reports: Vec<tlib::Message> = conns
+            .calls_on(dn)
             .iter()
             .filter_map(|conn| self.calls.get(conn))
             .map(|call| call.current_event(dn))

@@ -219,7 +219,7 @@ impl NodeCore {
     /// This node takes ownership of `dn` (R1) and tells the cluster.
     pub(crate) fn take_ownership(&mut self, dn: &str, cause: &str) {
         let node = self.node.clone();
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         // Past every epoch this node has seen, so a DN whose record it forgot (idle DNs are
         // dropped) still gets a record that outranks what other nodes remember.
         state.epoch = state.epoch.max(self.epoch_clock) + 1;
@@ -277,7 +277,7 @@ impl NodeCore {
     /// Applies a new owner of `dn` to this node's state.
     pub(super) fn change_owner(&mut self, dn: &str, new: Option<Arc<str>>) {
         let me = self.node.clone();
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let old = std::mem::replace(&mut state.owner, new.clone());
         let was_mine = old.as_deref() == Some(&*me);
         let is_mine = new.as_deref() == Some(&*me);

@@ -140,7 +140,7 @@ impl NodeCore {
         dn: &str,
         owner: &str,
     ) {
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         state.clients.insert(id);
         state.cluster_mut().owner_lost = true;
         if let Some(client) = self.clients.get_mut(&id) {
@@ -428,11 +428,7 @@ impl NodeCore {
                     return;
                 }
                 MessageName::EventRegistered if self.clients.contains_key(&client) => {
-                    self.dns
-                        .entry(dn.into())
-                        .or_default()
-                        .clients
-                        .insert(client);
+                    self.dns.entry(dn).clients.insert(client);
                     if let Some(c) = self.clients.get_mut(&client) {
                         c.dns.insert(dn.into());
                     }

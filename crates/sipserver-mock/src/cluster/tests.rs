@@ -247,7 +247,7 @@ async fn a_forgotten_dn_is_claimed_past_its_release() {
     );
     p.pump();
     // Released (epoch 2) and idle: ss1 keeps nothing about the DN.
-    assert!(!p.a.dns.contains_key("8004"));
+    assert!(!p.a.dns.contains("8004"));
     ask(&mut p.a, 1, Request::register_address("8004"));
     p.pump();
     assert_eq!(p.a.dns["8004"].epoch, 3);
