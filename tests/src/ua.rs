@@ -13,8 +13,9 @@ use sipcore::builder::status as sip_status;
 use sipcore::builder::{
     ack_for, add_contact, cancel_for, sdp_offer, set_header, set_response_body,
 };
+use sipcore::client_transaction::{Tick, TxClock};
 use sipcore::rsip::{self, headers, prelude::*, Header, Method};
-use sipcore::{fields, parse_datagram, response_for, Datagram, RequestBuilder};
+use sipcore::{fields, parse_datagram, response_for, Datagram, RequestBuilder, TimerConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -107,7 +108,16 @@ async fn await_reply(rx: oneshot::Receiver<rsip::Response>, what: &str) -> Resul
     }
 }
 
-/// Client non-INVITE transactions (Timer E retransmission) and sending, shared by both agents.
+/// The RFC 3261 timers (T1 500 ms, T2 4 s): client transactions resend and time out on them.
+fn timers() -> TimerConfig {
+    TimerConfig {
+        t1: T1,
+        t2: T2,
+        ..TimerConfig::default()
+    }
+}
+
+/// Client non-INVITE transactions (Timers E/F) and sending, shared by both agents.
 struct Wire {
     socket: UdpSocket,
     local: SocketAddr,
@@ -117,9 +127,9 @@ struct Wire {
 struct ClientTx {
     bytes: Vec<u8>,
     dest: SocketAddr,
+    clock: TxClock,
+    /// When the clock wants to be asked again.
     next: Instant,
-    interval: Duration,
-    deadline: Instant,
     reply: oneshot::Sender<rsip::Response>,
 }
 
@@ -158,12 +168,12 @@ impl Wire {
         self.send(&req, dest).await;
         let now = Instant::now();
         let bytes = req.to_string().into_bytes();
+        let (clock, next) = TxClock::start(&timers(), false, false, now);
         let tx = ClientTx {
             bytes,
             dest,
-            next: now + T1,
-            interval: T1,
-            deadline: now + TX_LIFETIME,
+            clock,
+            next,
             reply,
         };
         self.txs.insert(key, tx);
@@ -176,7 +186,7 @@ impl Wire {
         };
         if resp.status_code.code() < 200 {
             if let Some(tx) = self.txs.get_mut(&key) {
-                tx.interval = T2; // Timer E runs at T2 once a provisional arrived
+                tx.clock.on_provisional(&timers());
                 return true;
             }
             return false;
@@ -191,11 +201,19 @@ impl Wire {
     }
 
     async fn tick(&mut self, now: Instant) {
-        self.txs.retain(|_, tx| now < tx.deadline);
-        for tx in self.txs.values_mut().filter(|tx| tx.next <= now) {
-            tx.interval = (tx.interval * 2).min(T2);
-            tx.next = now + tx.interval;
-            let _ = self.socket.send_to(&tx.bytes, tx.dest).await;
+        let mut timed_out = Vec::new();
+        for (key, tx) in self.txs.iter_mut().filter(|(_, tx)| tx.next <= now) {
+            match tx.clock.on_timer(&timers(), now) {
+                Tick::Resend(next) => {
+                    tx.next = next;
+                    let _ = self.socket.send_to(&tx.bytes, tx.dest).await;
+                }
+                Tick::Wait(next) => tx.next = next,
+                Tick::TimedOut => timed_out.push(key.clone()),
+            }
+        }
+        for key in timed_out {
+            self.txs.remove(&key);
         }
     }
 
@@ -888,8 +906,8 @@ struct OutCall {
     invite: rsip::Request,
     dest: SocketAddr,
     events: mpsc::Sender<CallerEvent>,
-    /// Timer A: (next retransmission, interval, Timer B).
-    retx: Option<(Instant, Duration, Instant)>,
+    /// Timers A and B until the first response: the clock and when to ask it again.
+    retx: Option<(TxClock, Instant)>,
     /// Latest response establishing the (early or confirmed) dialog.
     dialog: Option<rsip::Response>,
     final_status: Option<u16>,
@@ -943,7 +961,7 @@ impl CallerTask {
             invite: req,
             dest,
             events,
-            retx: Some((now + T1, T1, now + TX_LIFETIME)),
+            retx: Some(TxClock::start(&timers(), false, true, now)),
             dialog: None,
             final_status: None,
             ack: None,
@@ -1071,15 +1089,19 @@ impl CallerTask {
         self.wire.tick(now).await;
         let mut resend = Vec::new();
         for c in self.calls.values_mut() {
-            let Some((next, interval, give_up)) = c.retx else {
+            let Some((clock, next)) = c.retx.as_mut().filter(|(_, next)| now >= *next) else {
                 continue;
             };
-            if now >= give_up {
-                eprintln!("caller {}: INVITE timed out (Timer B)", self.wire.local);
-                c.retx = None;
-            } else if now >= next {
-                c.retx = Some((now + interval * 2, interval * 2, give_up));
-                resend.push((c.invite.clone(), c.dest));
+            match clock.on_timer(&timers(), now) {
+                Tick::Resend(at) => {
+                    *next = at;
+                    resend.push((c.invite.clone(), c.dest));
+                }
+                Tick::Wait(at) => *next = at,
+                Tick::TimedOut => {
+                    eprintln!("caller {}: INVITE timed out (Timer B)", self.wire.local);
+                    c.retx = None;
+                }
             }
         }
         for (r, dest) in resend {

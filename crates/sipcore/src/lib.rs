@@ -9,10 +9,12 @@
 //! * [`bad_request`]: a best-effort 400 built from raw header lines,
 //! * [`builder`] / [`fields`] / [`ids`]: responses, test requests, header readers, identifiers,
 //! * [`transaction`]: RFC 3261 §17.2 server transaction table (pure state, explicit time),
+//! * [`client_transaction`]: RFC 3261 §17.1 client transactions, Timers A/B/E/F (pure state),
 //! * [`transport`]: UDP + TCP on one address over the `netfault` fault layer.
 
 pub mod bad_request;
 pub mod builder;
+pub mod client_transaction;
 pub mod codec;
 pub mod fields;
 pub mod framing;

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use serde::Serialize;
+use sipcore::client_transaction::TxClock;
 use sipcore::transport::Source;
 use sipcore::TxKey;
 use tlib::{event, CallInfo, CallState, CallType, ConnId, Message, MessageName};
@@ -108,7 +109,43 @@ pub struct Call {
     pub reported: bool,
 }
 
+impl BLeg {
+    /// The phone's leg as our INVITE starts it; `remote_to_base` is that INVITE's To.
+    pub fn new(
+        call_id: String,
+        local_from: String,
+        remote_to_base: String,
+        request_uri: String,
+        dest: Source,
+        invite_branch: String,
+    ) -> Self {
+        BLeg {
+            call_id,
+            local_from,
+            remote_to_base,
+            remote_to: None,
+            request_uri,
+            remote_target: None,
+            dest,
+            invite_branch,
+            next_cseq: 2,
+            answered: false,
+            sdp: Vec::new(),
+        }
+    }
+}
+
 impl Call {
+    /// The phone's 2xx: keeps its SDP the first time (true); a retransmission changes nothing.
+    pub fn phone_answered(&mut self, sdp: &[u8]) -> bool {
+        if self.b.answered {
+            return false;
+        }
+        self.b.answered = true;
+        self.b.sdp = sdp.to_vec();
+        true
+    }
+
     /// The DNs whose clients hear of the call: its DN, and the calling DN of an internal call.
     pub fn parties(&self) -> impl Iterator<Item = &str> {
         std::iter::once(&*self.dn).chain(self.calling_dn.as_deref())
@@ -259,6 +296,13 @@ pub enum OutKind {
     AuditB,
 }
 
+impl OutKind {
+    /// An INVITE client transaction (Timers A/B), not a non-INVITE one (E/F).
+    pub fn is_invite(self) -> bool {
+        matches!(self, OutKind::Invite | OutKind::InviteA)
+    }
+}
+
 /// A request the node sent and may have to retransmit (UDP) until answered or timed out.
 #[derive(Debug)]
 pub struct OutRequest {
@@ -266,9 +310,10 @@ pub struct OutRequest {
     pub kind: OutKind,
     pub bytes: Bytes,
     pub dest: Source,
-    pub interval: std::time::Duration,
-    pub deadline: Instant,
-    /// Any answer stops retransmission (a provisional for INVITE, a final otherwise).
+    /// When to resend (RFC 3261 Timers A and E).
+    pub clock: TxClock,
+    /// The answer that ends the transaction's retransmissions and its timeout (Timers B and F):
+    /// any response to an INVITE (a ringing phone may ring on), a final one otherwise.
     pub answered: bool,
     /// For our INVITE: the ACK sent for its final response, resent if the final is.
     pub ack: Option<Bytes>,

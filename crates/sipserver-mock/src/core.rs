@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use nodekit::Journal;
-use serde::Serialize;
 use serde_json::{json, Value};
 use sipcore::transport::Source;
 use sipcore::ServerTransactions;
@@ -17,11 +16,12 @@ use tlib::{ConnId, EventStamper, Message};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::agent::{Agent, ClientId};
-use crate::b2bua::Side;
-use crate::call::{Call, OutRequest};
+use crate::agent::ClientId;
+use crate::call::OutRequest;
+use crate::calls::CallTable;
 use crate::config::NodeConfig;
 use crate::dn::{DnKind, DnPlan};
+pub use crate::dn_table::{DnState, DnTable};
 use crate::metrics::NodeMetrics;
 use crate::registrar::Registrar;
 
@@ -64,42 +64,6 @@ impl Client {
 /// Relayed clients are numbered from here, apart from connections (numbered from 1).
 pub const RELAYED_CLIENT_BASE: ClientId = 1 << 62;
 
-/// Everything the node knows about one DN beyond its SIP binding.
-#[derive(Debug, Default, Serialize)]
-pub struct DnState {
-    /// Clients that registered the DN (`RequestRegisterAddress`), in registration order.
-    pub clients: BTreeSet<ClientId>,
-    /// The node that keeps the DN's agent state (R1); None: unowned.
-    pub owner: Option<Arc<str>>,
-    /// Boxed: most DNs (a phone registered, nobody logged in) carry no agent.
-    pub agent: Option<Box<Agent>>,
-    /// Calls in progress on this DN (a second call rings the phone too; the phone decides).
-    pub calls: Vec<ConnId>,
-    /// Bumped on every ACW start, so a stale wrap-up timer does nothing.
-    #[serde(skip)]
-    pub acw_serial: u64,
-    /// The epoch of the latest ownership record known for the DN (see `cluster/mod.rs`).
-    pub epoch: u64,
-    /// Cluster state most DNs never need.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<Box<crate::cluster::ClusterDn>>,
-}
-
-impl DnState {
-    fn is_idle(&self) -> bool {
-        self.clients.is_empty()
-            && self.owner.is_none()
-            && self.agent.is_none()
-            && self.calls.is_empty()
-            && self.cluster.as_ref().is_none_or(|c| c.is_idle())
-    }
-
-    /// The cluster part, created on first use.
-    pub fn cluster_mut(&mut self) -> &mut crate::cluster::ClusterDn {
-        self.cluster.get_or_insert_with(Default::default)
-    }
-}
-
 /// One TC link as the core sees it.
 #[derive(Debug)]
 pub struct TcLink {
@@ -139,15 +103,13 @@ pub struct NodeCore {
     pub(crate) plan: DnPlan,
     pub(crate) registrar: Registrar,
     pub(crate) transactions: ServerTransactions,
-    pub(crate) dns: HashMap<Box<str>, DnState>,
+    pub(crate) dns: DnTable,
     pub(crate) clients: HashMap<ClientId, Client>,
     pub(crate) stamper: EventStamper,
     pub(crate) journal: Journal,
     pub(crate) metrics: Arc<NodeMetrics>,
-    /// Calls that arrived on this node, by ConnID.
-    pub(crate) calls: HashMap<ConnId, Call>,
-    /// Both legs' Call-IDs, to find the call of an in-dialog request.
-    pub(crate) dialogs: HashMap<String, (ConnId, Side)>,
+    /// Calls that arrived on this node.
+    pub(crate) calls: CallTable,
     /// Peer nodes' clients acting here, by (node, their client id).
     pub(crate) relayed_clients: HashMap<(Arc<str>, ClientId), ClientId>,
     pub(crate) next_relayed_client: ClientId,
@@ -163,24 +125,12 @@ pub struct NodeCore {
     pub(crate) out_requests: HashMap<String, OutRequest>,
     pub(crate) timers: BTreeMap<(Instant, u64), TimerJob>,
     timer_seq: u64,
-    pub(crate) next_call: u64,
-    /// The node's part of every ConnID it makes, so ConnIDs are unique across a cluster.
-    pub(crate) conn_id_base: u64,
     /// TC links to the other nodes, by peer name.
     pub(crate) links: BTreeMap<String, TcLink>,
     /// SIP messages to send, drained by the core task after every input.
     pub(crate) outbox: Vec<(Source, Bytes)>,
     /// Calls' T-Lib user data, by ConnID (user_data.rs).
     pub(crate) user_data: HashMap<ConnId, tlib::KvList>,
-}
-
-/// A node's ConnID prefix: a hash of its name in the top 16 bits, so two nodes of a cluster never
-/// hand out the same ConnID.
-fn node_conn_id_base(name: &str) -> u64 {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3)
-    });
-    (hash & 0xffff) << 48
 }
 
 /// Most server transactions kept at once (retransmission cache).
@@ -193,25 +143,22 @@ impl NodeCore {
         metrics: Arc<NodeMetrics>,
     ) -> Result<Self, String> {
         let plan = DnPlan::new(&config.dns)?;
-        let conn_id_base = node_conn_id_base(&config.name);
+        let calls = CallTable::new(&config.name);
         Ok(NodeCore {
             node: config.name.as_str().into(),
             registrar: Registrar::new(config.registrar.clone()),
             transactions: ServerTransactions::new(config.sip_timers, MAX_TRANSACTIONS),
             plan,
             config,
-            dns: HashMap::new(),
+            dns: DnTable::default(),
             clients: HashMap::new(),
             stamper: EventStamper::new(),
-            conn_id_base,
             journal,
             metrics,
-            calls: HashMap::new(),
-            dialogs: HashMap::new(),
+            calls,
             out_requests: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
-            next_call: 0,
             outbox: Vec::new(),
             user_data: HashMap::new(),
             links: BTreeMap::new(),
@@ -355,16 +302,14 @@ impl NodeCore {
 
     /// Removes DN state that carries nothing (keeps the map small at 100k DNs).
     pub(crate) fn forget_if_idle(&mut self, dn: &str) {
-        if self.dns.get(dn).is_some_and(DnState::is_idle) {
-            self.dns.remove(dn);
-        }
+        self.dns.forget_if_idle(dn);
     }
 
     /// The whole state, as `GET /state` shows it.
     pub fn snapshot(&self) -> Value {
         let now = Instant::now();
         let mut dns: Vec<Value> = Vec::new();
-        let mut names: BTreeSet<&str> = self.dns.keys().map(|k| &**k).collect();
+        let mut names: BTreeSet<&str> = self.dns.names().collect();
         names.extend(self.registrar.iter().map(|(dn, _)| dn));
         for dn in names {
             let kind = self.plan.lookup(dn).map(|i| i.kind);
@@ -434,7 +379,6 @@ impl NodeCore {
         self.dns.clear();
         self.clients.clear();
         self.calls.clear();
-        self.dialogs.clear();
         self.out_requests.clear();
         self.timers.clear();
         self.outbox.clear();

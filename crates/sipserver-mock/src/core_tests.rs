@@ -71,10 +71,43 @@ fn sip_from(core: &mut NodeCore, msg: SipMessage, from: &str) {
     core.on_sip(incoming, Instant::now());
 }
 
-/// A call from the PSTN to `dn`, answered by the phone or gateway that the node's INVITE goes
-/// to (which must be the only INVITE in the outbox). Returns the caller's Call-ID, for
-/// [`caller_hangs_up`].
-pub(crate) fn answered_call(core: &mut NodeCore, dn: &str, ani: &str) -> String {
+/// A call from the PSTN to `dn`, ringing at the phone or gateway that the node's INVITE went to.
+pub(crate) struct RingingCall {
+    /// The caller's Call-ID, for [`caller_hangs_up`].
+    pub(crate) call_id: String,
+    /// The node's INVITE to the phone, and where it went.
+    invite: sipcore::rsip::Request,
+    phone: Source,
+    /// The phone's To, with its tag.
+    to: sipcore::rsip::headers::To,
+}
+
+/// A call from the PSTN to `dn`, ringing at the phone or gateway that the node's INVITE goes to
+/// (which must be the only INVITE in the outbox).
+pub(crate) fn ringing_call(core: &mut NodeCore, dn: &str, ani: &str) -> RingingCall {
+    let (call_id, phone, invite) = offer_call(core, dn, ani);
+    let ringing = sipcore::response_for(&invite, sipcore::builder::status(180));
+    let to = ringing.to_header().unwrap().clone();
+    sip_from(
+        core,
+        SipMessage::Response(ringing),
+        &phone.remote.to_string(),
+    );
+    RingingCall {
+        call_id,
+        invite,
+        phone,
+        to,
+    }
+}
+
+/// A call from the PSTN to `dn`: the caller's Call-ID, and where the node's INVITE went (it must
+/// be the only INVITE in the outbox) with the INVITE.
+pub(crate) fn offer_call(
+    core: &mut NodeCore,
+    dn: &str,
+    ani: &str,
+) -> (String, Source, sipcore::rsip::Request) {
     let caller: std::net::SocketAddr = CALLER.parse().unwrap();
     let call_id = format!("caller-{dn}-{}", sipcore::tag());
     let sdp = sipcore::builder::sdp_offer(caller.ip(), 4000);
@@ -88,28 +121,38 @@ pub(crate) fn answered_call(core: &mut NodeCore, dn: &str, ani: &str) -> String 
     .build()
     .unwrap();
     sip_from(core, SipMessage::Request(invite), CALLER);
-    let (to_phone, bytes) = core
+    let (phone, bytes) = core
         .take_outbox()
         .into_iter()
         .find(|(_, b)| b.starts_with(b"INVITE "))
         .expect("the node calls the agent's phone");
-    let SipMessage::Request(req) = sipcore::parse_message(&bytes).unwrap() else {
+    let SipMessage::Request(invite) = sipcore::parse_message(&bytes).unwrap() else {
         panic!("an INVITE");
     };
-    let ringing = sipcore::response_for(&req, sipcore::builder::status(180));
-    let to = ringing.to_header().unwrap().clone();
+    (call_id, phone, invite)
+}
+
+/// The phone of a [`ringing_call`] answers. Returns the caller's Call-ID.
+pub(crate) fn answer(core: &mut NodeCore, call: RingingCall) -> String {
+    let mut ok = sipcore::response_for(&call.invite, sipcore::builder::status(200));
+    sipcore::builder::set_header(&mut ok, sipcore::rsip::Header::To(call.to));
+    let sdp = sipcore::builder::sdp_offer(call.phone.remote.ip(), 4002);
+    sipcore::builder::set_response_body(&mut ok, "application/sdp", sdp.into_bytes());
     sip_from(
         core,
-        SipMessage::Response(ringing),
-        &to_phone.remote.to_string(),
+        SipMessage::Response(ok),
+        &call.phone.remote.to_string(),
     );
-    let mut ok = sipcore::response_for(&req, sipcore::builder::status(200));
-    sipcore::builder::set_header(&mut ok, sipcore::rsip::Header::To(to));
-    let sdp = sipcore::builder::sdp_offer(to_phone.remote.ip(), 4002);
-    sipcore::builder::set_response_body(&mut ok, "application/sdp", sdp.into_bytes());
-    sip_from(core, SipMessage::Response(ok), &to_phone.remote.to_string());
     core.take_outbox();
-    call_id
+    call.call_id
+}
+
+/// A call from the PSTN to `dn`, answered by the phone or gateway that the node's INVITE goes
+/// to (which must be the only INVITE in the outbox). Returns the caller's Call-ID, for
+/// [`caller_hangs_up`].
+pub(crate) fn answered_call(core: &mut NodeCore, dn: &str, ani: &str) -> String {
+    let call = ringing_call(core, dn, ani);
+    answer(core, call)
 }
 
 /// The caller of [`answered_call`] hangs up (BYE).

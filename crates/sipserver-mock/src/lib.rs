@@ -8,18 +8,19 @@
 //! with [`start`]; `drlab` starts several in one process.
 //!
 //! Layout: [`core::NodeCore`] is the state and its transitions — `sip.rs` (SIP dispatch, the
-//! registrar, OPTIONS), `b2bua.rs` (calls), `tcontroller.rs` (T-Lib requests) and [`cluster`]
+//! registrar, OPTIONS), `calls/` (calls), `tcontroller.rs` (T-Lib requests) and [`cluster`]
 //! (ownership, moves, relaying and resynchronisation over the TC layer) — driven by one task in
-//! [`node`]. [`registrar`], [`agent`] and [`call`] are plain data with pure transitions;
-//! `tlib_conn.rs` moves T-Lib frames and [`tc`] TC-layer frames.
+//! [`node`]. [`registrar`], [`agent`], [`call`] and [`dn_table`] are plain data with pure
+//! transitions; `tlib_conn.rs` moves T-Lib frames and [`tc`] TC-layer frames.
 
 pub mod agent;
-mod b2bua;
 pub mod call;
+mod calls;
 pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod dn;
+pub mod dn_table;
 pub mod metrics;
 pub mod node;
 pub mod registrar;

@@ -1,5 +1,5 @@
 //! The SIP side of the core: dispatch, the registrar (docs/protocols.md §4.1; R1, R12)
-//! and OPTIONS; calls are in `b2bua.rs`. Requests arrive parsed; answers go to the outbox.
+//! and OPTIONS; calls are in `calls/`. Requests arrive parsed; answers go to the outbox.
 
 use std::time::Duration;
 

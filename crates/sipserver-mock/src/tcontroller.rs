@@ -210,19 +210,19 @@ impl NodeCore {
         event::server_info(reference, &self.node, &self.config.dc, ServerRole::Primary)
     }
 
-    /// R5: login and logout wait for the end of the call and of ACW, unless
-    /// `agent_emu_login_on_call` (or the request's `AgentEmuLoginOnCall` extension) allows them.
+    /// Login and logout wait for the end of the call and of ACW (R5, see `agent.rs`).
     fn login_allowed(&self, dn: &str, extensions: Option<&KvList>) -> Result<(), Refusal> {
-        let per_request = extensions
-            .and_then(|e| e.get("AgentEmuLoginOnCall"))
-            .map(|v| v == &json!(1) || v == &json!(true) || v == &json!("true"));
-        if per_request.unwrap_or(self.config.options.agent_emu_login_on_call) {
+        let allowed = self.config.options.agent_emu_login_on_call;
+        if agent::emu_login_on_call(extensions, allowed) {
             return Ok(());
         }
-        match self.busy_for_login(dn) {
-            Some(refusal) => Err(refusal),
-            None => Ok(()),
-        }
+        self.busy_for_login(dn).map_or(Ok(()), Err)
+    }
+
+    /// Whether the DN has a call or its agent is in ACW (R5; R8 waits for the same).
+    pub(crate) fn busy_for_login(&self, dn: &str) -> Option<Refusal> {
+        let state = self.dns.get(dn)?;
+        agent::busy_for_login(state.call_in_progress(), state.agent.as_deref())
     }
 
     /// The DN must be configured; returns its kind.
@@ -255,7 +255,7 @@ impl NodeCore {
     ) -> Result<(), Refusal> {
         let kind = self.configured(dn)?;
         let node = self.node.clone();
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let first_client = state.clients.is_empty();
         state.clients.insert(id);
         // R1 for PSTN DNs: the T-Lib registration makes this node the owner of an unowned DN.
@@ -405,7 +405,7 @@ impl NodeCore {
                 format!("DN {dn} is out of service"),
             ));
         }
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let agent = agent::login(state.agent.as_deref(), id, agent_id, work_mode)?;
         let agent_id = agent.agent_id.clone();
         let status = agent.status.clone();
@@ -431,7 +431,7 @@ impl NodeCore {
         self.configured(dn)?;
         self.registered_by(id, dn)?;
         self.login_allowed(dn, extensions)?;
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         agent::logout(state.agent.as_deref())?;
         let agent_id = state.agent.take().and_then(|a| a.agent_id);
         self.metrics.agent_logouts.inc();
@@ -457,7 +457,7 @@ impl NodeCore {
     ) -> Result<(), Refusal> {
         self.configured(dn)?;
         self.registered_by(id, dn)?;
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let agent = agent::set_status(state.agent.as_deref(), status)?;
         let agent_id = agent.agent_id.clone();
         let event = status_event(dn, agent_id.as_deref(), &agent.status);

@@ -27,7 +27,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::answering::Answer;
-use crate::client_tx::{ClientTxs, TxClock, TxTimer};
 use crate::config::{PhoneConfig, Transport};
 use crate::deadlines::Deadlines;
 use crate::media::MediaSilent;
@@ -35,6 +34,7 @@ use crate::metrics::SimMetrics;
 use crate::placing::{CallPlan, CallReport, Place};
 use crate::register_request::RegisterText;
 use crate::registration::{Failure, Registration, RegistrationPolicy};
+use sipcore::client_transaction::{ClientTxs, TxClock, TxTimer};
 
 /// Methods we answer, for `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, NOTIFY";
@@ -379,7 +379,7 @@ impl Engine {
 
     fn on_response(&mut self, resp: rsip::Response, source: Source, now: Instant) {
         let code = resp.status_code.code();
-        let Some(key) = crate::client_tx::key_of(&resp) else {
+        let Some(key) = sipcore::client_transaction::key_of(&resp) else {
             return;
         };
         let call_id = fields::call_id(&resp).unwrap_or_default();
@@ -525,7 +525,7 @@ impl Engine {
         dest: Source,
         now: Instant,
     ) -> bool {
-        let Some(key) = crate::client_tx::key_of(req) else {
+        let Some(key) = sipcore::client_transaction::key_of(req) else {
             return false;
         };
         let bytes = Bytes::from(req.to_string());

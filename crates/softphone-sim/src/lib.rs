@@ -9,7 +9,8 @@
 //! remote SDP, and drops a call whose media stays silent for `media.timeout`.
 //!
 //! Layout: plain-data state machines with pure transitions — [`registration`], [`call`],
-//! [`backoff`], [`heartbeat`], [`client_tx`] — unit-tested without sockets; the [`engine`] that
+//! [`backoff`], [`heartbeat`] (client transactions are `sipcore::client_transaction`) —
+//! unit-tested without sockets; the [`engine`] that
 //! applies them to every phone and call of one simulator (with `registering.rs`, `answering.rs`
 //! and `placing.rs`);
 //! [`swarm`], the task and the handle; [`media`], one heartbeat task per call.
@@ -35,7 +36,6 @@
 mod answering;
 pub mod backoff;
 pub mod call;
-pub mod client_tx;
 pub mod config;
 pub mod deadlines;
 mod dialog;

@@ -9,11 +9,11 @@ use sipcore::transport::{Source, TransportKind};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::client_tx::{Tick, TxClock};
 use crate::engine::{Engine, RegisterTx, Timer, TxRef};
 use crate::register_request::Register;
 use crate::registration::Failure;
 use crate::registration::{RegEvent, Step};
+use sipcore::client_transaction::{Tick, TxClock};
 
 impl Engine {
     pub(crate) fn apply(&mut self, line: usize, step: Step, now: Instant) {

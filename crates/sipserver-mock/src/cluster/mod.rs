@@ -1,7 +1,7 @@
 //! The SIP Cluster over the TC layer (docs/scenarios.md R1–R3, R8–R12): the replicated DN ownership
-//! map, remote registration (R2), ownership moves (R8, R9), the loss of a DN's owner (R10), calls
-//! that live where they arrived with their events and control relayed (R11), and the
-//! resynchronisation after a heal.
+//! map, remote registration (R2), ownership moves (R8, R9), the loss of a DN's owner (R10), the
+//! relay of call events and control between a call's node and its DN's owner (`relay.rs`), and
+//! the resynchronisation after a heal.
 //!
 //! Ownership records carry an epoch (a Lamport clock per node: past every epoch it has seen). The node that takes, releases or hands over a DN bumps it
 //! and tells every peer; every node keeps the record that ranks highest by (epoch, a claim over
@@ -9,7 +9,7 @@
 //! settles on the same owner, and both sides of the conflict say so in their journals.
 
 //! Files: this one holds the ownership map itself; `moves.rs` the R8 moves; `relay.rs` what
-//! travels for clients (R2, R11); `sync.rs` the links, their snapshots and R10.
+//! travels for clients (R2; R11 lives there); `sync.rs` the links, their snapshots and R10.
 
 mod moves;
 mod relay;
@@ -60,6 +60,11 @@ pub struct ClusterDn {
 }
 
 impl ClusterDn {
+    /// The DN's calls on other nodes that this node can reach now.
+    pub fn reachable_remote_calls(&self) -> impl Iterator<Item = &RemoteCall> {
+        self.remote_calls.values().filter(|rc| rc.reachable)
+    }
+
     pub fn is_idle(&self) -> bool {
         self.contact.is_none()
             && self.remote_calls.is_empty()
@@ -214,7 +219,7 @@ impl NodeCore {
     /// This node takes ownership of `dn` (R1) and tells the cluster.
     pub(crate) fn take_ownership(&mut self, dn: &str, cause: &str) {
         let node = self.node.clone();
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         // Past every epoch this node has seen, so a DN whose record it forgot (idle DNs are
         // dropped) still gets a record that outranks what other nodes remember.
         state.epoch = state.epoch.max(self.epoch_clock) + 1;
@@ -272,7 +277,7 @@ impl NodeCore {
     /// Applies a new owner of `dn` to this node's state.
     pub(super) fn change_owner(&mut self, dn: &str, new: Option<Arc<str>>) {
         let me = self.node.clone();
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let old = std::mem::replace(&mut state.owner, new.clone());
         let was_mine = old.as_deref() == Some(&*me);
         let is_mine = new.as_deref() == Some(&*me);
@@ -418,4 +423,4 @@ impl NodeCore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,5 +1,13 @@
 //! What travels for clients: requests of clients at non-owner nodes (R2), and the events and
-//! control of calls that live on another node than the DN's owner (R11).
+//! control of calls that live on another node than the DN's owner.
+//!
+//! This is where R11 lives: a call belongs to the node whose SIP port received its INVITE (its
+//! ConnID is that node's, see `calls/mod.rs`). Its events go to the DN's owner over the TC layer
+//! ([`NodeCore::publish_call_event`]), which hands them to its clients and keeps the call's latest
+//! event; call control from the owner's clients is relayed to the call's node
+//! ([`NodeCore::call_control`]). With the TC link down the events are lost and control is refused,
+//! except a release, which clears the call from the desktop so nothing is left stuck. After a heal
+//! the calls snapshot (`sync.rs`) brings the owner up to date.
 
 use std::sync::Arc;
 
@@ -86,7 +94,7 @@ impl NodeCore {
             | Request::ClearCall { conn_id, .. }
             | Request::HoldCall { conn_id, .. }
             | Request::RetrieveCall { conn_id, .. }
-                if self.calls.contains_key(conn_id) =>
+                if self.calls.contains(conn_id) =>
             {
                 return false;
             }
@@ -132,7 +140,7 @@ impl NodeCore {
         dn: &str,
         owner: &str,
     ) {
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         state.clients.insert(id);
         state.cluster_mut().owner_lost = true;
         if let Some(client) = self.clients.get_mut(&id) {
@@ -328,7 +336,7 @@ impl NodeCore {
             | Request::RetrieveCall { dn, conn_id } => (dn.as_str(), *conn_id),
             _ => return Err(Refusal::new(error_code::UNSUP_OPER, "not call control")),
         };
-        if self.calls.contains_key(&conn) {
+        if self.calls.contains(&conn) {
             return self.local_call_control(id, reference, request, now);
         }
         let remote = self
@@ -383,29 +391,6 @@ impl NodeCore {
         released_event(dn, conn, last)
     }
 
-    /// 3pcc on a call that lives here.
-    fn local_call_control(
-        &mut self,
-        id: ClientId,
-        reference: Option<u32>,
-        request: &Request,
-        now: Instant,
-    ) -> Result<(), Refusal> {
-        match request {
-            Request::AnswerCall { dn, conn_id } => self.answer_call(dn, *conn_id, now),
-            Request::ReleaseCall { dn, conn_id } | Request::ClearCall { dn, conn_id } => {
-                self.release_call(id, reference, dn, *conn_id, now)
-            }
-            Request::HoldCall { dn, conn_id } => {
-                self.hold_call(id, reference, dn, *conn_id, true, now)
-            }
-            Request::RetrieveCall { dn, conn_id } => {
-                self.hold_call(id, reference, dn, *conn_id, false, now)
-            }
-            _ => Err(Refusal::new(error_code::UNSUP_OPER, "not call control")),
-        }
-    }
-
     /// Call control the owner relayed to this, the call's node (R11).
     pub(super) fn relayed_call_control(&mut self, id: ClientId, msg: &Message, now: Instant) {
         let (reference, request) = match Request::parse(msg) {
@@ -443,11 +428,7 @@ impl NodeCore {
                     return;
                 }
                 MessageName::EventRegistered if self.clients.contains_key(&client) => {
-                    self.dns
-                        .entry(dn.into())
-                        .or_default()
-                        .clients
-                        .insert(client);
+                    self.dns.entry(dn).clients.insert(client);
                     if let Some(c) = self.clients.get_mut(&client) {
                         c.dns.insert(dn.into());
                     }

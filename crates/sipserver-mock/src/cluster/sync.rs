@@ -144,7 +144,7 @@ impl NodeCore {
             return;
         }
         let me = self.node.clone();
-        let state = self.dns.entry(dn.into()).or_default();
+        let state = self.dns.entry(dn);
         let current = precedence(state.epoch, state.owner.as_deref());
         let incoming = precedence(epoch, owner.as_deref());
         self.epoch_clock = self.epoch_clock.max(epoch);

@@ -13,21 +13,21 @@ use crate::core::NodeCore;
 use crate::tc::TcMessage;
 
 /// Two cores and the frames each queued for the other.
-struct Pair {
-    a: NodeCore,
-    b: NodeCore,
+pub(crate) struct Pair {
+    pub(crate) a: NodeCore,
+    pub(crate) b: NodeCore,
     to_b: Option<mpsc::Receiver<TcMessage>>,
     to_a: Option<mpsc::Receiver<TcMessage>>,
     link: u64,
 }
 
 impl Pair {
-    fn new(a: &str, b: &str) -> Pair {
+    pub(crate) fn new(a: &str, b: &str) -> Pair {
         Pair::with(a, b, |_| {})
     }
 
     /// Two cores with the same tuning of their configuration.
-    fn with(a: &str, b: &str, tune: impl Fn(&mut NodeConfig)) -> Pair {
+    pub(crate) fn with(a: &str, b: &str, tune: impl Fn(&mut NodeConfig)) -> Pair {
         Pair {
             a: core_with(a, &tune),
             b: core_with(b, &tune),
@@ -37,7 +37,7 @@ impl Pair {
         }
     }
 
-    fn connect(&mut self) {
+    pub(crate) fn connect(&mut self) {
         self.link += 1;
         let (ta, ra) = mpsc::channel(100_000);
         let (tb, rb) = mpsc::channel(100_000);
@@ -52,7 +52,7 @@ impl Pair {
         self.pump();
     }
 
-    fn cut(&mut self) {
+    pub(crate) fn cut(&mut self) {
         let (an, bn) = (
             self.a.node_name().to_string(),
             self.b.node_name().to_string(),
@@ -64,7 +64,7 @@ impl Pair {
     }
 
     /// Delivers queued frames both ways until none are left.
-    fn pump(&mut self) {
+    pub(crate) fn pump(&mut self) {
         let (an, bn) = (
             self.a.node_name().to_string(),
             self.b.node_name().to_string(),
@@ -90,7 +90,7 @@ fn owner(core: &NodeCore, dn: &str) -> Option<String> {
     core.owner_of(dn).map(|o| o.to_string())
 }
 
-fn journal_kinds(core: &NodeCore, kind: &str) -> Vec<serde_json::Value> {
+pub(crate) fn journal_kinds(core: &NodeCore, kind: &str) -> Vec<serde_json::Value> {
     core.journal
         .since(0, usize::MAX)
         .iter()
@@ -247,14 +247,14 @@ async fn a_forgotten_dn_is_claimed_past_its_release() {
     );
     p.pump();
     // Released (epoch 2) and idle: ss1 keeps nothing about the DN.
-    assert!(!p.a.dns.contains_key("8004"));
+    assert!(!p.a.dns.contains("8004"));
     ask(&mut p.a, 1, Request::register_address("8004"));
     p.pump();
     assert_eq!(p.a.dns["8004"].epoch, 3);
     assert_eq!(owner(&p.b, "8004").as_deref(), Some("ss1"));
 }
 
-fn login(dn: &str) -> Request {
+pub(crate) fn login(dn: &str) -> Request {
     Request::AgentLogin {
         dn: dn.into(),
         agent_id: Some(format!("agent{dn}")),
@@ -267,7 +267,7 @@ fn login(dn: &str) -> Request {
 }
 
 /// Advances the paused clock and runs both cores' due timers, then delivers their frames.
-async fn advance(p: &mut Pair, by: Duration) {
+pub(crate) async fn advance(p: &mut Pair, by: Duration) {
     tokio::time::advance(by).await;
     p.a.on_timer(Instant::now());
     p.b.on_timer(Instant::now());
@@ -491,7 +491,7 @@ async fn r10_registration_at_the_calls_node_is_accepted_for_its_calls_s3_9() {
     let released = drain(&mut gws3);
     assert_eq!(released[0].name, MessageName::EventReleased, "{released:?}");
     assert_eq!(released[0].attrs.reference_id, Some(1));
-    assert!(p.b.calls.is_empty(), "the call is released on ss3");
+    assert_eq!(p.b.calls.len(), 0, "the call is released on ss3");
     let byes =
         p.b.take_outbox()
             .iter()

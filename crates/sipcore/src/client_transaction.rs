@@ -1,7 +1,9 @@
-//! RFC 3261 §17.1 client transactions as a pure table: what to retransmit when, and when to give
-//! up. Keyed by the Via branch and the CSeq method (§17.1.3: a CANCEL shares its INVITE's
-//! branch but is a transaction of its own); the owner (a phone's REGISTER, a call's INVITE or BYE) is
-//! whatever the engine needs to route the outcome.
+//! RFC 3261 §17.1 client transactions as pure state (no sockets, no tasks; `now` passed in):
+//! what to retransmit when, and when to give up. [`TxClock`] is one transaction's timers,
+//! [`ClientTxs`] a bounded table of them with their requests, keyed by the Via branch and the
+//! CSeq method (§17.1.3: a CANCEL shares its INVITE's branch but is a transaction of its own);
+//! the owner (a phone's REGISTER, a call's INVITE or BYE) is whatever the user needs to route the
+//! outcome. The SIP node keeps its own table of requests and uses [`TxClock`] for their timers.
 //!
 //! Over UDP a non-INVITE request is resent at T1, doubling up to T2 (Timer E; at T2 once a
 //! provisional came) and an INVITE at T1 doubling (Timer A) until any response. Over TCP nothing
@@ -11,15 +13,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sipcore::rsip;
-use sipcore::transport::Source;
-use sipcore::TimerConfig;
 use tokio::time::Instant;
+
+use crate::transaction::TimerConfig;
+use crate::transport::Source;
 
 /// The §17.1.3 key of a request we send or a response we receive: `branch/METHOD`.
 pub fn key_of<M: rsip::message::HeadersExt>(msg: &M) -> Option<Box<str>> {
-    let branch = sipcore::fields::top_via(msg).ok()?.branch?;
-    let (_, method) = sipcore::fields::cseq(msg).ok()?;
+    let branch = crate::fields::top_via(msg).ok()?.branch?;
+    let (_, method) = crate::fields::cseq(msg).ok()?;
     Some(key(branch, &method))
 }
 
