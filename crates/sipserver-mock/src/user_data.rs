@@ -56,7 +56,7 @@ impl NodeCore {
     /// gone are dropped here, so the store holds no more than the calls in progress.
     fn change_user_data(&mut self, conn: ConnId, request: &Request) -> KvList {
         let calls = &self.calls;
-        self.user_data.retain(|c, _| calls.contains_key(c));
+        self.user_data.retain(|c, _| calls.contains(c));
         let data = self.user_data.entry(conn).or_default();
         match request {
             Request::AttachUserData { user_data, .. }

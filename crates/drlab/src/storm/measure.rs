@@ -130,7 +130,10 @@ impl Recovery {
             ));
         }
         for u in &self.never_recovered {
-            out.push_str(&format!("  never recovered: {} ({})\n", u.agent, u.last_error));
+            out.push_str(&format!(
+                "  never recovered: {} ({})\n",
+                u.agent, u.last_error
+            ));
         }
         out
     }
@@ -172,7 +175,10 @@ mod tests {
             .chain([outcome("7999", Some(5), None)])
             .collect();
         let r = Recovery::measure(1000, &outcomes);
-        assert_eq!((r.total, r.affected, r.recovered, r.lost), (1000, 101, 100, 1));
+        assert_eq!(
+            (r.total, r.affected, r.recovered, r.lost),
+            (1000, 101, 100, 1)
+        );
         assert_eq!(r.from_fault.max_ms, 2000);
         assert!((990..=1010).contains(&r.from_fault.p50_ms), "{r:?}");
         assert!((980..=1000).contains(&r.from_fault.p99_ms) || r.from_fault.p99_ms >= 1980);

@@ -25,8 +25,8 @@ use crate::orchestra::iptables::Installed;
 use crate::orchestra::roles::Roles;
 use crate::orchestra::BadInput;
 use crate::topology::Topology;
-use sipserver_mock::DnKind;
 use crate::Lab;
+use sipserver_mock::DnKind;
 
 pub use measure::Recovery;
 
@@ -114,7 +114,11 @@ impl Report {
 }
 
 /// The softphone DNs and users of the storm, from the topology's first softphone range.
-fn agents(topology: &Topology, phones: usize, desktops: usize) -> Result<Vec<(String, String, String)>, BadInput> {
+fn agents(
+    topology: &Topology,
+    phones: usize,
+    desktops: usize,
+) -> Result<Vec<(String, String, String)>, BadInput> {
     if desktops > phones {
         return Err(BadInput::new(
             format!("--desktops {desktops} is more than --phones {phones}"),
@@ -125,14 +129,22 @@ fn agents(topology: &Topology, phones: usize, desktops: usize) -> Result<Vec<(St
         .dns
         .iter()
         .find(|d| d.kind == DnKind::Softphone)
-        .ok_or_else(|| BadInput::new("the topology has no softphone DN range", vec!["a [[dns]] range with kind = \"softphone\"".into()]))?;
+        .ok_or_else(|| {
+            BadInput::new(
+                "the topology has no softphone DN range",
+                vec!["a [[dns]] range with kind = \"softphone\"".into()],
+            )
+        })?;
     (0..phones as u64)
         .map(|n| {
             spec.nth_dn(n)
                 .map(|dn| (spec.user_of(&dn), spec.password.clone(), dn))
                 .ok_or_else(|| {
                     BadInput::new(
-                        format!("--phones {phones}: the softphone range {} is smaller", spec.range),
+                        format!(
+                            "--phones {phones}: the softphone range {} is smaller",
+                            spec.range
+                        ),
                         vec!["fewer phones, or a larger range in the topology".into()],
                     )
                 })
@@ -165,9 +177,15 @@ fn plan(
             for e in nodes.iter().filter(|e| e.kind == NodeKind::Sip) {
                 lost.insert(sip(&e.name)?);
             }
-            (nodes.iter().map(|e| Fault::Crash(e.name.clone())).collect(), lost)
+            (
+                nodes.iter().map(|e| Fault::Crash(e.name.clone())).collect(),
+                lost,
+            )
         }
-        StormFault::Ss1Crash => (vec![Fault::Crash(roles.ss1.clone())], [sip(&roles.ss1)?].into()),
+        StormFault::Ss1Crash => (
+            vec![Fault::Crash(roles.ss1.clone())],
+            [sip(&roles.ss1)?].into(),
+        ),
         StormFault::Gws1Crash => (vec![Fault::Crash(roles.gws1.clone())], HashSet::new()),
         StormFault::ProxyDc1Crash => (vec![Fault::Crash(roles.proxy_dc1.clone())], HashSet::new()),
         StormFault::TcCut => (
@@ -190,7 +208,32 @@ pub async fn run(opts: &Options, mut progress: impl FnMut(&str)) -> anyhow::Resu
     let lab = Lab::start(&opts.topology, Some(&opts.profile)).await?;
     let handle = LabHandle::from_lab(&lab);
     let mut history = History::default();
-    let result = storm(opts, &roles, &agents, fast, &lab, &handle, &mut history, &mut progress).await;
+    let explain = std::env::var_os("DRLAB_HISTORY").is_some();
+    if explain {
+        // The nodes' journals too, printed at the end: for a storm that needs explaining.
+        for n in &lab.sip_nodes {
+            history.add(n.name(), n.journal());
+        }
+        for g in &lab.gws_nodes {
+            history.add(g.name(), g.journal());
+        }
+    }
+    let result = storm(
+        opts,
+        &roles,
+        &agents,
+        fast,
+        &lab,
+        &handle,
+        &mut history,
+        &mut progress,
+    )
+    .await;
+    if explain {
+        for e in history.since(&history.mark_start()) {
+            eprintln!("{} {}", e.at_ms, e.describe());
+        }
+    }
     lab.shutdown().await;
     let (phones, desktops, measured_ms, fault) = result?;
     Ok(Report {
@@ -213,7 +256,11 @@ async fn storm(
     history: &mut History,
     progress: &mut impl FnMut(&str),
 ) -> anyhow::Result<(Recovery, Recovery, u64, String)> {
-    let timers = opts.topology.timers(Some(&opts.profile)).map_err(anyhow::Error::msg)?.clone();
+    let timers = opts
+        .topology
+        .timers(Some(&opts.profile))
+        .map_err(anyhow::Error::msg)?
+        .clone();
     // Phones: two halves, each with a DC1 node first and a DC2 node second.
     let addr = |name: &str| -> anyhow::Result<SocketAddr> {
         Ok(lab
@@ -250,7 +297,8 @@ async fn storm(
         swarms.push(swarm);
     }
     let patience = Duration::from_secs(10) + timers.addp_timeout * 2;
-    let deadline = tokio::time::Instant::now() + patience + Duration::from_millis(opts.phones as u64);
+    let deadline =
+        tokio::time::Instant::now() + patience + Duration::from_millis(opts.phones as u64);
     for s in &swarms {
         if !s.until_registered(deadline).await {
             anyhow::bail!("the phones did not all register in time ({:?})", s.stats());
@@ -271,7 +319,11 @@ async fn storm(
         cfg.password = agents[0].1.clone();
         cfg.ready = true;
         cfg.relogin = true;
-        let users = agents.iter().take(opts.desktops).map(|a| a.0.clone()).collect();
+        let users = agents
+            .iter()
+            .take(opts.desktops)
+            .map(|a| a.0.clone())
+            .collect();
         let mut sc = SwarmConfig::new(cfg, users);
         sc.max_logging_in = MAX_LOGGING_IN;
         sc.journal_capacity = opts.desktops * JOURNAL_PER_AGENT + 1024;
@@ -317,7 +369,11 @@ async fn storm(
 
     // The fault, all at once.
     let (faults, lost_registrars) = plan(opts.fault, roles, handle, lab)?;
-    let fault_name = faults.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ");
+    let fault_name = faults
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut steps: Vec<Step> = Vec::new();
     for f in &faults {
         steps.extend(f.plan(handle, opts.via, Mode::Drop)?);
@@ -345,7 +401,12 @@ async fn storm(
         let d = outcomes::desktops(&events, fault_at);
         let phones = Recovery::measure(opts.phones, &p);
         let desktops = Recovery::measure(opts.desktops, &d);
-        let counts = (phones.affected, phones.recovered, desktops.affected, desktops.recovered);
+        let counts = (
+            phones.affected,
+            phones.recovered,
+            desktops.affected,
+            desktops.recovered,
+        );
         let now = tokio::time::Instant::now();
         if counts != last_counts {
             last_counts = counts;
@@ -374,8 +435,10 @@ async fn storm(
 }
 
 /// What an agent does at a desktop whose voice channel the fault took off Ready: log in again
-/// when it shows logged out, go Ready when logged in. desktop-sim logs in again by itself only
-/// when the GWS session is gone; a voice channel logged out by the server waits for the agent.
+/// when it shows logged out or out of service, go Ready when logged in, once a second at most.
+/// desktop-sim logs in again by itself only when the GWS session is gone; a voice channel the
+/// server logged out, or whose registration was refused while the DN's owner was unreachable
+/// (R10), waits for the agent's click.
 #[derive(Default)]
 struct AgentsActing {
     in_flight: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
@@ -391,7 +454,10 @@ impl AgentsActing {
                 .filter_map(|d| {
                     let screen = d.screen();
                     let wants = screen.connection == Connection::Connected
-                        && matches!(screen.voice, Voice::LoggedOut | Voice::LoggedIn);
+                        && matches!(
+                            screen.voice,
+                            Voice::LoggedOut | Voice::LoggedIn | Voice::OutOfService
+                        );
                     let rested = self
                         .last_try
                         .get(d.user())

@@ -151,12 +151,36 @@ mod tests {
     fn a_phone_of_the_lost_registrar_recovers_at_the_next_one() {
         let failed: HashSet<String> = ["127.0.1.1:5060".to_owned()].into();
         let events = [
-            ev(1, "phone.registered", json!({"dn":"7001","registrar":"127.0.1.1:5060"})),
-            ev(2, "phone.registered", json!({"dn":"7002","registrar":"127.0.1.2:5060"})),
-            ev(3, "phone.registered", json!({"dn":"7003","registrar":"127.0.1.1:5060"})),
-            ev(1500, "phone.registration_failed", json!({"dn":"7001","registrar":"127.0.1.1:5060","reason":"timeout"})),
-            ev(1600, "phone.registered", json!({"dn":"7001","registrar":"127.0.2.1:5060"})),
-            ev(1700, "phone.refreshed", json!({"dn":"7002","registrar":"127.0.1.2:5060"})),
+            ev(
+                1,
+                "phone.registered",
+                json!({"dn":"7001","registrar":"127.0.1.1:5060"}),
+            ),
+            ev(
+                2,
+                "phone.registered",
+                json!({"dn":"7002","registrar":"127.0.1.2:5060"}),
+            ),
+            ev(
+                3,
+                "phone.registered",
+                json!({"dn":"7003","registrar":"127.0.1.1:5060"}),
+            ),
+            ev(
+                1500,
+                "phone.registration_failed",
+                json!({"dn":"7001","registrar":"127.0.1.1:5060","reason":"timeout"}),
+            ),
+            ev(
+                1600,
+                "phone.registered",
+                json!({"dn":"7001","registrar":"127.0.2.1:5060"}),
+            ),
+            ev(
+                1700,
+                "phone.refreshed",
+                json!({"dn":"7002","registrar":"127.0.1.2:5060"}),
+            ),
         ];
         let o = phones(&events, 1000, &failed);
         assert_eq!(o.len(), 2, "{o:?}");
@@ -170,15 +194,38 @@ mod tests {
     #[test]
     fn a_desktop_off_ready_recovers_when_ready_again() {
         let events = [
-            ev(900, "desktop.voice", json!({"user":"a1","voice":{"state":"Ready"}})),
-            ev(1200, "desktop.connection_lost", json!({"user":"a1","cause":"connection lost: reset"})),
-            ev(1300, "desktop.voice", json!({"user":"a2","voice":{"state":"Ready"}})),
-            ev(1400, "desktop.message_shown", json!({"user":"a3","message":"Unable to establish connection"})),
-            ev(2500, "desktop.logged_in", json!({"user":"a1","agent_logged_in":true,"voice":{"state":"Ready"}})),
+            ev(
+                900,
+                "desktop.voice",
+                json!({"user":"a1","voice":{"state":"Ready"}}),
+            ),
+            ev(
+                1200,
+                "desktop.connection_lost",
+                json!({"user":"a1","cause":"connection lost: reset"}),
+            ),
+            ev(
+                1300,
+                "desktop.voice",
+                json!({"user":"a2","voice":{"state":"Ready"}}),
+            ),
+            ev(
+                1400,
+                "desktop.message_shown",
+                json!({"user":"a3","message":"Unable to establish connection"}),
+            ),
+            ev(
+                2500,
+                "desktop.logged_in",
+                json!({"user":"a1","agent_logged_in":true,"voice":{"state":"Ready"}}),
+            ),
         ];
         let o = desktops(&events, 1000);
         assert_eq!(o.len(), 2, "{o:?}");
-        assert_eq!((o[0].noticed_ms, o[0].recovered_ms), (Some(200), Some(1500)));
+        assert_eq!(
+            (o[0].noticed_ms, o[0].recovered_ms),
+            (Some(200), Some(1500))
+        );
         assert_eq!(o[1].agent, "a3");
         assert_eq!(o[1].recovered_ms, None);
         assert!(o[1].detail.contains("Unable"));
