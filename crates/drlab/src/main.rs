@@ -91,6 +91,21 @@ enum Command {
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// Write the report here: index.html, one ladder page per scenario variant,
+        /// journal.json and capture.json.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Messages each node's capture keeps (its newest); 0 turns capture off.
+        #[arg(long, default_value_t = DEFAULT_CAPTURE_LIMIT)]
+        capture_limit: usize,
+    },
+    /// Render the report of a saved run again (`journal.json` of `--report`, with the
+    /// `capture.json` beside it) into OUT_DIR.
+    Report {
+        /// The saved run's journal.json.
+        #[arg(long)]
+        from: PathBuf,
+        out_dir: PathBuf,
     },
     /// Run a benchmark on an in-process lab (free ports) and print its figures.
     Bench {
@@ -122,6 +137,9 @@ enum Command {
         topology: Option<PathBuf>,
     },
 }
+
+/// Messages each node's capture keeps in a scenario run.
+const DEFAULT_CAPTURE_LIMIT: usize = 20_000;
 
 #[derive(Subcommand, Debug)]
 enum Bench {
@@ -188,6 +206,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             drlab::node::run_node(&topology, profile.as_deref(), &name, wait_for_stop()).await?;
         }
         Command::Image { action } => action.run()?,
+        Command::Report { from, out_dir } => {
+            let pages = drlab::report::render_saved(&from, &out_dir)?;
+            println!("{}", pages[0].display());
+        }
         Command::Compose(args) => {
             let (topology, _) = load(args.topology.as_ref())?;
             args.run(&topology)?;
@@ -226,8 +248,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             profile,
             faults,
             json,
+            report: report_dir,
+            capture_limit,
         } => {
             let (topology, _) = load(topology.as_ref())?;
+            if let Some(dir) = &report_dir {
+                drlab::report::prepare(dir)?;
+            }
+            // Every node of the scenarios' labs starts with this capture limit.
+            netfault::capture::set_process_limit(capture_limit);
             topology
                 .timers(Some(&profile))
                 .map_err(|e| BadInput::new(e, Vec::new()))?;
@@ -239,10 +268,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 )
                 .into());
             }
+            let recorder = report_dir.as_ref().map(|_| drlab::report::Recorder::default());
             let opts = scenario::Options {
                 topology,
                 profile,
                 faults,
+                recorder: recorder.clone(),
             };
             let report = scenario::run(&cases, &opts, |case| {
                 if !json {
@@ -254,6 +285,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", report.json());
             } else {
                 print!("{}", report.render());
+            }
+            if let (Some(dir), Some(recorder)) = (&report_dir, &recorder) {
+                let (journal, capture) = recorder.finish(&report);
+                let pages = drlab::report::write(dir, &journal, &capture)?;
+                eprintln!("report: {}", pages[0].display());
             }
             return Ok(if report.ok() { 0 } else { 1 });
         }
