@@ -33,7 +33,8 @@
   });
   const cutLanes = new Set();
   // A crashed node is cut from everything.
-  for (const e of run.events) if (e.kind === "node.crashed" && e.at_ms >= run.fault_ms) cutLanes.add(e.source);
+  const crashed = run.events.filter(e => e.kind === "node.crashed" && e.at_ms >= run.fault_ms).map(e => e.source);
+  crashed.forEach(n => cutLanes.add(n));
   for (const r of rules) {
     cutLanes.add(r.node);
     for (const l of lanes) if (l.name !== "?" && r.link.includes(l.name)) cutLanes.add(l.name);
@@ -234,7 +235,8 @@
       label.textContent = c.id + (c.pass ? " ✔ " : " ✘ ") + clip(c.statement, 90);
       el("title", {}, g).textContent = c.id + ": " + c.statement + "\n" + (c.pass ? "proven: " : "FAIL: ") + c.evidence;
     } else {
-      const label = it.type === "fault" ? "fault" + (rules.length ? ": " + rules.map(r => r.node + " " + r.link).join(", ") : "")
+      const what = crashed.map(n => n + " crashed").concat(rules.map(r => r.node + " " + r.link));
+      const label = it.type === "fault" ? "fault" + (what.length ? ": " + what.join(", ") : "")
                                         : "healed (" + heal.source + " " + heal.kind + ")";
       el("text", { class: "bandlabel", x: GUTTER + 4, y: y + 4 }, g).textContent = clip(label, 120);
     }
