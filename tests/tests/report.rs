@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use drlab::report::model::{
-    CaptureFile, CaseCapture, CaseRun, Captured, Check, Journal, Lane, NodeCapture,
-    CAPTURE_FORMAT, JOURNAL_FORMAT,
+    CaptureFile, Captured, CaseCapture, CaseRun, Check, Journal, Lane, NodeCapture, CAPTURE_FORMAT,
+    JOURNAL_FORMAT,
 };
 use drlab::scenario::{self, Options, ScenarioId};
 use drlab::{Topology, DEFAULT_TOPOLOGY};
@@ -179,13 +179,25 @@ async fn s1_report_page_shows_lanes_band_markers_and_call1_invite_in_chromium() 
 
     let page = dir.join("S1-a.html");
     let dom = chromium(&page, &["--dump-dom".into()]).await;
-    for lane in ["desktops", "proxy-dc1", "gws1", "gws2", "ss1", "ss3", "gws3", "caller"] {
+    for lane in [
+        "desktops",
+        "proxy-dc1",
+        "gws1",
+        "gws2",
+        "ss1",
+        "ss3",
+        "gws3",
+        "caller",
+    ] {
         assert!(
             dom.contains(&format!("data-lane=\"{lane}\"")),
             "lane {lane} on the page"
         );
     }
-    assert!(dom.contains(">dc1<") && dom.contains(">dc2<"), "lanes grouped by DC");
+    assert!(
+        dom.contains(">dc1<") && dom.contains(">dc2<"),
+        "lanes grouped by DC"
+    );
     assert!(dom.contains("id=\"band\""), "the fault's band");
     for id in ScenarioId::S1.ids("a") {
         let marker = format!("data-id=\"{id}\"");
@@ -199,12 +211,16 @@ async fn s1_report_page_shows_lanes_band_markers_and_call1_invite_in_chromium() 
         .map(|(_, rest)| rest)
         .collect();
     assert!(
-        invites.iter().any(|g| g.contains("data-from=\"caller\"") && g.contains("data-to=\"ss1\"")),
+        invites
+            .iter()
+            .any(|g| g.contains("data-from=\"caller\"") && g.contains("data-to=\"ss1\"")),
         "Call1's INVITE from the caller to ss1 ({} INVITE arrows)",
         invites.len()
     );
     assert!(
-        invites.iter().any(|g| g.contains("data-from=\"ss1\"") && g.contains("data-to=\"pstn-gateway\"")),
+        invites
+            .iter()
+            .any(|g| g.contains("data-from=\"ss1\"") && g.contains("data-to=\"pstn-gateway\"")),
         "Call1's INVITE from ss1 on to the gateway"
     );
 
@@ -212,10 +228,18 @@ async fn s1_report_page_shows_lanes_band_markers_and_call1_invite_in_chromium() 
     chromium(&page, &[format!("--screenshot={}", shot.display())]).await;
     let png = std::fs::read(&shot).expect("screenshot written");
     let (w, h, colours, inked) = png_stats(&png);
-    println!("S1 a screenshot: {w}x{h}, {} bytes, {colours} colours, {:.1} % inked", png.len(), inked * 100.0);
+    println!(
+        "S1 a screenshot: {w}x{h}, {} bytes, {colours} colours, {:.1} % inked",
+        png.len(),
+        inked * 100.0
+    );
     assert!((w, h) == (1600, 1000), "{w}x{h}");
     assert!(colours >= 50, "only {colours} colours: a blank page?");
-    assert!(inked > 0.05, "only {:.1} % of the pixels are not white", inked * 100.0);
+    assert!(
+        inked > 0.05,
+        "only {:.1} % of the pixels are not white",
+        inked * 100.0
+    );
     if let Some(keep) = std::env::var_os("DRLAB_REPORT_KEEP") {
         copy_dir(&dir, Path::new(&keep));
     }

@@ -268,7 +268,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 )
                 .into());
             }
-            let recorder = report_dir.as_ref().map(|_| drlab::report::Recorder::default());
+            let recorder = report_dir
+                .as_ref()
+                .map(|_| drlab::report::Recorder::default());
             let opts = scenario::Options {
                 topology,
                 profile,

@@ -290,7 +290,9 @@ async fn capture_lists_what_crossed_the_links() {
     let client = tokio::spawn(async move {
         let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
         let frame = br#"{"message":"RequestRegisterAddress","ThisDN":"7001","ReferenceID":1}"#;
-        s.write_all(&(frame.len() as u32).to_be_bytes()).await.unwrap();
+        s.write_all(&(frame.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
         s.write_all(frame).await.unwrap();
         s
     });
@@ -302,13 +304,18 @@ async fn capture_lists_what_crossed_the_links() {
     while got < 4 + 68 {
         got += server_side.read(&mut buf[got..]).await.unwrap();
     }
-    let udp = netfault::FaultUdpSocket::bind(&toy.faults, "sip:toy", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let udp =
+        netfault::FaultUdpSocket::bind(&toy.faults, "sip:toy", "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
     let options = b"OPTIONS sip:toy SIP/2.0\r\nCall-ID: k1\r\nCSeq: 7 OPTIONS\r\n\r\n";
     udp.send_to(options, at).await.unwrap();
 
-    let page: Value = get(format!("{base}/capture?since=0")).await.json().await.unwrap();
+    let page: Value = get(format!("{base}/capture?since=0"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["enabled"], true);
     let records = page["records"].as_array().unwrap();
     assert_eq!(records.len(), 2, "{page}");

@@ -8,7 +8,7 @@ use netfault::Faults;
 use serde_json::Value;
 
 use super::model::{
-    CaptureFile, CaseCapture, CaseRun, Captured, Check, Journal, Lane, Mark, NodeCapture,
+    CaptureFile, Captured, CaseCapture, CaseRun, Check, Journal, Lane, Mark, NodeCapture,
     CAPTURE_FORMAT, JOURNAL_FORMAT,
 };
 use crate::orchestra::control::expect_ok;
@@ -149,7 +149,12 @@ fn lanes(stage: &Stage) -> Vec<Lane> {
         lanes.push(actor_lane(&name, "agents", "phone", vec![phone.sip_addr()]));
     }
     if let Some(g) = &stage.lab.pstn_gateway {
-        lanes.push(actor_lane("pstn-gateway", "pstn", "gateway", vec![g.sip_addr()]));
+        lanes.push(actor_lane(
+            "pstn-gateway",
+            "pstn",
+            "gateway",
+            vec![g.sip_addr()],
+        ));
     }
     let mut caller = actor_lane(
         "caller",

@@ -40,7 +40,11 @@ pub fn page(case: &CaseRun, arrows: &[Arrow], media: &[serde_json::Value]) -> St
     let title = format!(
         "{} {}",
         case.scenario,
-        if case.variant == "-" { "" } else { case.variant.as_str() }
+        if case.variant == "-" {
+            ""
+        } else {
+            case.variant.as_str()
+        }
     );
     let data = json!({ "case": case, "arrows": arrows, "media": media });
     // The data goes in last: nothing in it is taken for a placeholder.
@@ -117,6 +121,9 @@ mod tests {
         assert!(!s.contains("</script"), "{s}");
         let back: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(back, v);
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

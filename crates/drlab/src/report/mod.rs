@@ -80,7 +80,10 @@ pub fn write(dir: &Path, journal: &Journal, capture: &CaptureFile) -> anyhow::Re
             .map(|(_, n)| *n)
             .unwrap_or(0)
     };
-    pages.insert(0, put("index.html", html::index(journal, &messages).as_bytes())?);
+    pages.insert(
+        0,
+        put("index.html", html::index(journal, &messages).as_bytes())?,
+    );
     Ok(pages)
 }
 
@@ -90,8 +93,12 @@ pub fn render_saved(journal_path: &Path, out: &Path) -> anyhow::Result<Vec<PathB
     let shown = journal_path.display();
     let text = std::fs::read_to_string(journal_path)
         .map_err(|e| BadInput::new(format!("cannot read {shown}: {e}"), Vec::new()))?;
-    let journal: Journal = parse_ours(&text, JOURNAL_FORMAT)
-        .map_err(|why| BadInput::new(format!("{shown} is not a drlab report journal: {why}"), Vec::new()))?;
+    let journal: Journal = parse_ours(&text, JOURNAL_FORMAT).map_err(|why| {
+        BadInput::new(
+            format!("{shown} is not a drlab report journal: {why}"),
+            Vec::new(),
+        )
+    })?;
     let capture_path = journal_path.with_file_name("capture.json");
     let capture = match std::fs::read_to_string(&capture_path) {
         Ok(text) => parse_ours(&text, CAPTURE_FORMAT).map_err(|why| {
@@ -155,6 +162,8 @@ mod tests {
     #[test]
     fn an_unwritable_directory_is_bad_input() {
         let e = prepare(Path::new("/proc/drlab-report")).unwrap_err();
-        assert!(e.to_string().starts_with("cannot write the report to /proc/drlab-report"));
+        assert!(e
+            .to_string()
+            .starts_with("cannot write the report to /proc/drlab-report"));
     }
 }

@@ -129,7 +129,10 @@ fn length_prefixed(buf: &[u8]) -> Next {
 }
 
 fn text(buf: &[u8]) -> Next {
-    let blank = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let blank = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     if blank > 0 {
         return Next::Skip(blank);
     }
@@ -192,7 +195,10 @@ fn text(buf: &[u8]) -> Next {
 
 enum Chunked {
     /// The chunked body takes `len` bytes; `body` is its content.
-    Done { len: usize, body: Vec<u8> },
+    Done {
+        len: usize,
+        body: Vec<u8>,
+    },
     More,
     Bad,
 }

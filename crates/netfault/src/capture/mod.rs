@@ -178,11 +178,7 @@ impl Capture {
     /// Records with `seq > since`, oldest first, at most `max`; and the newest seq.
     pub fn since(&self, since: u64, max: usize) -> (Vec<Arc<Record>>, u64) {
         let ring = self.lock();
-        let first = ring
-            .records
-            .front()
-            .map(|r| r.seq)
-            .unwrap_or(ring.next_seq);
+        let first = ring.records.front().map(|r| r.seq).unwrap_or(ring.next_seq);
         let skip = since.saturating_sub(first.saturating_sub(1)) as usize;
         let records = ring.records.iter().skip(skip).take(max).cloned().collect();
         (records, ring.next_seq - 1)
@@ -205,7 +201,14 @@ impl Capture {
         match Proto::of_link(link) {
             Proto::Media => self.count_media(link, dir, peer, bytes.len()),
             Proto::Sip if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') => {}
-            Proto::Sip => self.push(link.into(), dir, peer, Proto::Sip, bytes, summary::sip(bytes)),
+            Proto::Sip => self.push(
+                link.into(),
+                dir,
+                peer,
+                Proto::Sip,
+                bytes,
+                summary::sip(bytes),
+            ),
             proto => {
                 let text = Summary {
                     text: format!("datagram of {} bytes", bytes.len()),
@@ -252,8 +255,8 @@ impl Capture {
         if limit == 0 {
             return;
         }
-        let mut text = String::from_utf8_lossy(&message[..message.len().min(MAX_MESSAGE_TEXT)])
-            .into_owned();
+        let mut text =
+            String::from_utf8_lossy(&message[..message.len().min(MAX_MESSAGE_TEXT)]).into_owned();
         if message.len() > MAX_MESSAGE_TEXT {
             text.push_str(&format!("\n… ({} bytes in all)", message.len()));
         }

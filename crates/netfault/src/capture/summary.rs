@@ -47,7 +47,8 @@ fn header<'a>(lines: &'a [String], name: &str, compact: Option<&str>) -> Option<
     lines.iter().skip(1).find_map(|line| {
         let (n, v) = line.split_once(':')?;
         let n = n.trim();
-        let hit = n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c));
+        let hit =
+            n.eq_ignore_ascii_case(name) || compact.is_some_and(|c| n.eq_ignore_ascii_case(c));
         hit.then(|| v.trim())
     })
 }
@@ -249,10 +250,15 @@ mod tests {
         let s = tlib(br#"{"message":"EventRinging","ConnID":"00000000000000ff","ThisDN":"8001"}"#);
         assert_eq!(s.text, "EventRinging ConnID 00000000000000ff DN 8001");
         assert_eq!(s.key.as_deref(), Some("00000000000000ff"));
-        let s = tc(br#"{"message":"Event","client":3,"event":{"message":"EventReleased","ConnID":"a"}}"#);
+        let s = tc(
+            br#"{"message":"Event","client":3,"event":{"message":"EventReleased","ConnID":"a"}}"#,
+        );
         assert_eq!(s.text, "Event EventReleased ConnID a");
         assert_eq!(tc(br#"{"message":"TcHello","node":"ss1"}"#).text, "TcHello");
-        assert_eq!(tc(br#"{"message":"Owner","dn":"7002"}"#).text, "Owner DN 7002");
+        assert_eq!(
+            tc(br#"{"message":"Owner","dn":"7002"}"#).text,
+            "Owner DN 7002"
+        );
     }
 
     #[test]
@@ -261,7 +267,10 @@ mod tests {
         assert_eq!(http(req, b"{}", None).text, "POST /api/v2/me");
         assert_eq!(http_request_line(req).as_deref(), Some("POST /api/v2/me"));
         let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(http(resp, b"", Some("POST /api/v2/me")).text, "POST /api/v2/me 200");
+        assert_eq!(
+            http(resp, b"", Some("POST /api/v2/me")).text,
+            "POST /api/v2/me 200"
+        );
         assert_eq!(http(resp, b"", None).text, "200");
         let body = br#"[{"channel":"/v2/me/calls","data":{}},{"channel":"/meta/connect","successful":true},{"channel":"/v2/me/devices"}]"#;
         assert_eq!(http(resp, body, None).text, "/meta/connect 200 (2 events)");

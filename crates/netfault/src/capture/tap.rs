@@ -104,8 +104,16 @@ mod tests {
         let link: Arc<str> = "http:gws1".into();
         let peer = "127.0.1.10:40000".parse().unwrap();
         let mut tap = StreamTap::new(&capture, &link, peer).unwrap();
-        tap.feed(&capture, Dir::In, b"GET /api/v2/me HTTP/1.1\r\nHost: x\r\n\r\n");
-        tap.feed(&capture, Dir::Out, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}");
+        tap.feed(
+            &capture,
+            Dir::In,
+            b"GET /api/v2/me HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        tap.feed(
+            &capture,
+            Dir::Out,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+        );
         let (records, _) = capture.since(0, 10);
         let summaries: Vec<_> = records.iter().map(|r| r.summary.as_str()).collect();
         assert_eq!(summaries, ["GET /api/v2/me", "GET /api/v2/me 200"]);
