@@ -16,15 +16,7 @@ use drlab::report::model::{
 };
 use drlab::scenario::{self, Options, ScenarioId};
 use drlab::{Topology, DEFAULT_TOPOLOGY};
-
-fn chromium_available() -> bool {
-    nodekit::peer::available(
-        nodekit::peer::runs("chromium", &["--version"]),
-        "chromium",
-        "DRLAB_REQUIRE_CHROMIUM",
-        "apt-get install chromium",
-    )
-}
+use drlab_tests::browser::{chromium, chromium_available};
 
 /// A fresh directory under the system's temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -34,31 +26,19 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs headless Chromium on `page` with `args` (`--dump-dom`, `--screenshot=…`); its stdout.
-async fn chromium(page: &Path, args: &[String]) -> String {
-    let profile = scratch(&format!(
-        "profile-{}",
-        page.file_stem().unwrap().to_string_lossy()
-    ));
-    let run = tokio::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=1600,1000",
-        ])
-        .args(args)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("file://{}", page.display()))
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("chromium finished within 120 s")
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
+/// Runs headless Chromium on the file `page` in a 1600×1000 window; its stdout.
+async fn open(page: &Path, args: &[String]) -> String {
+    let mut all = vec![
+        "--hide-scrollbars".to_owned(),
+        "--window-size=1600,1000".to_owned(),
+    ];
+    all.extend_from_slice(args);
+    let output = chromium(
+        &format!("file://{}", page.display()),
+        &all,
+        Duration::from_secs(120),
+    )
+    .await;
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -178,7 +158,7 @@ async fn s1_report_page_shows_lanes_band_markers_and_call1_invite_in_chromium() 
     let call1 = format!("{}@", roles.pstn[0].dn);
 
     let page = dir.join("S1-a.html");
-    let dom = chromium(&page, &["--dump-dom".into()]).await;
+    let dom = open(&page, &["--dump-dom".into()]).await;
     for lane in [
         "desktops",
         "proxy-dc1",
@@ -225,7 +205,7 @@ async fn s1_report_page_shows_lanes_band_markers_and_call1_invite_in_chromium() 
     );
 
     let shot = dir.join("S1-a.png");
-    chromium(&page, &[format!("--screenshot={}", shot.display())]).await;
+    open(&page, &[format!("--screenshot={}", shot.display())]).await;
     let png = std::fs::read(&shot).expect("screenshot written");
     let (w, h, colours, inked) = png_stats(&png);
     println!(
@@ -320,7 +300,7 @@ async fn a_page_of_20000_messages_opens_and_draws_only_what_is_in_view() {
     drlab::report::write(&dir, &journal, &capture).expect("report written");
     let page = dir.join("S9.html");
     let started = Instant::now();
-    let dom = chromium(&page, &["--dump-dom".into()]).await;
+    let dom = open(&page, &["--dump-dom".into()]).await;
     let wall = started.elapsed();
     let items = body_data(&dom, "items").expect("the page ran its script");
     let drawn = body_data(&dom, "drawn").unwrap();
