@@ -38,6 +38,10 @@ enum Command {
         /// Timer profile: `default` or one of the file's [profiles] (e.g. `fast`).
         #[arg(long)]
         profile: Option<String>,
+        /// Capture the messages crossing every node's links, keeping this many per node
+        /// (`GET /capture` on each control plane); off (0) by default.
+        #[arg(long, default_value_t = 0)]
+        capture_limit: usize,
     },
     /// Inject or remove a named fault in a running lab (`drlab up`) through its control planes
     /// or iptables: `cut dc1 dc2`, `cut gws1 ss1`, `cut proxy-dc1 gws1`, `cut phone DN DC`,
@@ -306,8 +310,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let report = bench.run(|step| eprintln!("… {step}")).await?;
             print!("{}", report.render());
         }
-        Command::Up { topology, profile } => {
+        Command::Up {
+            topology,
+            profile,
+            capture_limit,
+        } => {
             cli.log.init("info");
+            netfault::capture::set_process_limit(capture_limit);
             let (topology, _) = load(topology.as_ref())?;
             let lab = Lab::start(&topology, profile.as_deref()).await?;
             println!(
