@@ -247,7 +247,7 @@ async fn capture(
     let records: Vec<Value> = records
         .iter()
         .map(|r| {
-            let mut v = json!(**r);
+            let mut v = json!(r);
             if !q.full {
                 if let Some(o) = v.as_object_mut() {
                     o.remove("message");

@@ -7,6 +7,9 @@
 //! capture was off is never tapped (a byte stream cannot be framed from its middle). When on,
 //! each message becomes a [`Record`] (time, link, direction, peer, a one-line [`summary`], the
 //! message itself cut to [`MAX_MESSAGE_TEXT`]) in a ring of the node's `limit` newest records.
+//! The hot path only copies the bytes into the ring; the summary is written when the record is
+//! read (HTTP's excepted: a response is named after the request it answers, known only on the
+//! connection).
 
 pub mod framer;
 pub mod summary;
@@ -116,9 +119,62 @@ pub struct MediaCounter {
     pub last_ms: u64,
 }
 
+/// A message as the ring keeps it: the bytes, summarised when read.
+struct Raw {
+    seq: u64,
+    at_ms: u64,
+    link: Arc<str>,
+    dir: Dir,
+    peer: SocketAddr,
+    proto: Proto,
+    /// At most [`MAX_MESSAGE_TEXT`] bytes of it.
+    message: Box<[u8]>,
+    len: usize,
+    /// Written at capture time when it cannot wait (HTTP, a message cut short).
+    summary: Option<Summary>,
+}
+
+impl Raw {
+    fn record(&self) -> Record {
+        let summary = self
+            .summary
+            .clone()
+            .unwrap_or_else(|| summarise(self.proto, &self.message));
+        let mut message = String::from_utf8_lossy(&self.message).into_owned();
+        if self.len > self.message.len() {
+            message.push_str(&format!("\n… ({} bytes in all)", self.len));
+        }
+        Record {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            link: self.link.clone(),
+            dir: self.dir,
+            peer: self.peer,
+            proto: self.proto.name(),
+            summary: summary.text,
+            key: summary.key,
+            message,
+        }
+    }
+}
+
+/// The summary of a whole message of `proto`.
+fn summarise(proto: Proto, message: &[u8]) -> Summary {
+    match proto {
+        Proto::Sip => summary::sip(message),
+        Proto::Tlib => summary::tlib(message),
+        Proto::Tc => summary::tc(message),
+        Proto::Http => summary::http(message, &[], None),
+        Proto::Media | Proto::Other => Summary {
+            text: format!("{} bytes", message.len()),
+            key: None,
+        },
+    }
+}
+
 #[derive(Default)]
 struct Ring {
-    records: VecDeque<Arc<Record>>,
+    records: VecDeque<Arc<Raw>>,
     next_seq: u64,
     media: BTreeMap<(Arc<str>, Dir, SocketAddr), MediaCounter>,
 }
@@ -176,12 +232,16 @@ impl Capture {
     }
 
     /// Records with `seq > since`, oldest first, at most `max`; and the newest seq.
-    pub fn since(&self, since: u64, max: usize) -> (Vec<Arc<Record>>, u64) {
-        let ring = self.lock();
-        let first = ring.records.front().map(|r| r.seq).unwrap_or(ring.next_seq);
-        let skip = since.saturating_sub(first.saturating_sub(1)) as usize;
-        let records = ring.records.iter().skip(skip).take(max).cloned().collect();
-        (records, ring.next_seq - 1)
+    pub fn since(&self, since: u64, max: usize) -> (Vec<Record>, u64) {
+        let (raw, last): (Vec<Arc<Raw>>, u64) = {
+            let ring = self.lock();
+            let first = ring.records.front().map(|r| r.seq).unwrap_or(ring.next_seq);
+            let skip = since.saturating_sub(first.saturating_sub(1)) as usize;
+            let raw = ring.records.iter().skip(skip).take(max).cloned().collect();
+            (raw, ring.next_seq - 1)
+        };
+        // Summarised outside the lock: the node's sockets keep recording meanwhile.
+        (raw.iter().map(|r| r.record()).collect(), last)
     }
 
     /// Every media counter.
@@ -201,21 +261,7 @@ impl Capture {
         match Proto::of_link(link) {
             Proto::Media => self.count_media(link, dir, peer, bytes.len()),
             Proto::Sip if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') => {}
-            Proto::Sip => self.push(
-                link.into(),
-                dir,
-                peer,
-                Proto::Sip,
-                bytes,
-                summary::sip(bytes),
-            ),
-            proto => {
-                let text = Summary {
-                    text: format!("datagram of {} bytes", bytes.len()),
-                    key: None,
-                };
-                self.push(link.into(), dir, peer, proto, bytes, text)
-            }
+            proto => self.push(link.into(), dir, peer, proto, bytes, None),
         }
     }
 
@@ -241,7 +287,7 @@ impl Capture {
         }
     }
 
-    /// Records one message.
+    /// Records one message; `summary` when it cannot be written from the bytes later.
     pub(crate) fn push(
         &self,
         link: Arc<str>,
@@ -249,35 +295,34 @@ impl Capture {
         peer: SocketAddr,
         proto: Proto,
         message: &[u8],
-        summary: Summary,
+        summary: Option<Summary>,
     ) {
         let limit = self.limit();
         if limit == 0 {
             return;
         }
-        let mut text =
-            String::from_utf8_lossy(&message[..message.len().min(MAX_MESSAGE_TEXT)]).into_owned();
-        if message.len() > MAX_MESSAGE_TEXT {
-            text.push_str(&format!("\n… ({} bytes in all)", message.len()));
-        }
-        let at_ms = now_ms();
+        let kept = &message[..message.len().min(MAX_MESSAGE_TEXT)];
+        // A message cut short cannot be summarised from what is kept (a big JSON frame).
+        let summary =
+            summary.or_else(|| (kept.len() < message.len()).then(|| summarise(proto, message)));
+        let mut raw = Raw {
+            seq: 0,
+            at_ms: now_ms(),
+            link,
+            dir,
+            peer,
+            proto,
+            message: kept.into(),
+            len: message.len(),
+            summary,
+        };
         let mut ring = self.lock();
-        let seq = ring.next_seq;
+        raw.seq = ring.next_seq;
         ring.next_seq += 1;
         while ring.records.len() >= limit {
             ring.records.pop_front();
         }
-        ring.records.push_back(Arc::new(Record {
-            seq,
-            at_ms,
-            link,
-            dir,
-            peer,
-            proto: proto.name(),
-            summary: summary.text,
-            key: summary.key,
-            message: text,
-        }));
+        ring.records.push_back(Arc::new(raw));
     }
 
     fn lock(&self) -> MutexGuard<'_, Ring> {

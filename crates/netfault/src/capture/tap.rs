@@ -69,28 +69,29 @@ impl StreamTap {
         }
     }
 
-    fn summarise(&mut self, dir: Dir, message: &[u8], body: &[u8]) -> Summary {
-        match self.proto {
-            Proto::Tlib => summary::tlib(message),
-            Proto::Tc => summary::tc(message),
-            Proto::Sip => summary::sip(message),
-            _ => {
-                let (mine, theirs) = match dir {
-                    Dir::In => (&mut self.requests_in, &mut self.requests_out),
-                    Dir::Out => (&mut self.requests_out, &mut self.requests_in),
-                };
-                if let Some(request) = summary::http_request_line(message) {
-                    if mine.len() == MAX_PENDING {
-                        mine.pop_front();
-                    }
-                    mine.push_back(request);
-                    summary::http(message, body, None)
-                } else {
-                    let answers = theirs.pop_front();
-                    summary::http(message, body, answers.as_deref())
-                }
-            }
+    /// HTTP's summary, which needs the connection (the request a response answers); None for
+    /// the others, summarised when read.
+    fn summarise(&mut self, dir: Dir, message: &[u8], body: &[u8]) -> Option<Summary> {
+        if self.proto != Proto::Http {
+            return None;
         }
+        let (mine, theirs) = match dir {
+            Dir::In => (&mut self.requests_in, &mut self.requests_out),
+            Dir::Out => (&mut self.requests_out, &mut self.requests_in),
+        };
+        Some(match summary::http_request_line(message) {
+            Some(request) => {
+                if mine.len() == MAX_PENDING {
+                    mine.pop_front();
+                }
+                mine.push_back(request);
+                summary::http(message, body, None)
+            }
+            None => {
+                let answers = theirs.pop_front();
+                summary::http(message, body, answers.as_deref())
+            }
+        })
     }
 }
 
