@@ -295,6 +295,14 @@
     }
   });
 
+  // Media is counted, not captured: the streams, in the panel until something is clicked.
+  if (data.media.length) {
+    const rows = data.media.map(m => '<tr title="' + esc(m.peer) + " · " + m.bytes + ' bytes"><td>' + esc(m.node) +
+      "</td><td>" + esc(m.link) + "</td><td>" + esc(m.dir) + "</td><td>" + m.packets + "</td><td>" +
+      rel(m.first_ms) + " … " + rel(m.last_ms) + "</td></tr>").join("");
+    detail.insertAdjacentHTML("beforeend", '<h4>media</h4><table class="runs" id="media"><tr><th>lane</th><th>link</th>' +
+      "<th>dir</th><th>packets</th><th>from … to</th></tr>" + rows + "</table>");
+  }
   layout();
   // `#at=fault` opens the page at the fault (what the docs' pictures show).
   if (hash.get("at") === "fault") {
