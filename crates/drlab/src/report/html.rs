@@ -9,6 +9,7 @@ use serde_json::json;
 use super::model::{Arrow, CaseRun, Journal};
 
 const CSS: &str = include_str!("assets/report.css");
+const HEAD: &str = include_str!("assets/head.html");
 const PAGE: &str = include_str!("assets/page.html");
 const LADDER_JS: &str = include_str!("assets/ladder.js");
 const INDEX: &str = include_str!("assets/index.html");
@@ -27,6 +28,14 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// `template` with its `<head>`: the document's title and the sheet inlined.
+fn with_head(template: &str, title: &str) -> String {
+    let head = HEAD
+        .replace("{{TITLE}}", &escape(title))
+        .replace("{{CSS}}", CSS);
+    template.replace("{{HEAD}}", &head)
 }
 
 /// JSON that can sit inside a `<script>` element: no `<` (so no `</script>`) outside strings
@@ -48,9 +57,10 @@ pub fn page(case: &CaseRun, arrows: &[Arrow], media: &[serde_json::Value]) -> St
     );
     let data = json!({ "case": case, "arrows": arrows, "media": media });
     // The data goes in last: nothing in it is taken for a placeholder.
-    PAGE.replace("{{CSS}}", CSS)
+    let title = title.trim();
+    with_head(PAGE, &format!("{title} — drlab scenario report"))
         .replace("{{JS}}", LADDER_JS)
-        .replace("{{TITLE}}", &escape(title.trim()))
+        .replace("{{TITLE}}", &escape(title))
         .replace("{{DATA}}", &script_json(&data))
 }
 
@@ -103,8 +113,7 @@ pub fn index(journal: &Journal, messages: &dyn Fn(&CaseRun) -> usize) -> String 
         journal.cases.len(),
         journal.wall_ms as f64 / 1000.0
     );
-    INDEX
-        .replace("{{CSS}}", CSS)
+    with_head(INDEX, "drlab scenario report")
         .replace("{{SUMMARY}}", &escape(&summary))
         .replace("{{CASES}}", &cases)
         .replace("{{IDS}}", &ids)
