@@ -8,6 +8,7 @@
 #   --calls M      calls per ramp step
 #   --hold N       concurrent long calls (60 s each) for the memory-per-call phase
 #   --no-build     use the existing target/release/sipserver-mock
+#   --capture N    run the node with --capture-limit N (the capture tap on), to measure its cost
 #
 # Each ramp step: a fresh node, the uas registered as DN 7001's phone, `sipp -sn uac` at the
 # offered rate; the table shows achieved calls/s (SuccessfulCall / elapsed), failed calls and
@@ -21,13 +22,15 @@ RATES=500,1000,2000,3000
 CALLS=20000
 HOLD=2000
 BUILD=1
+CAPTURE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rates) RATES=$2; shift 2 ;;
         --calls) CALLS=$2; shift 2 ;;
         --hold) HOLD=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --capture) CAPTURE=(--capture-limit "$2"); shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown flag: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -62,7 +65,7 @@ ownership_move_delay = "30s"
 TOML
 
 start_node() {
-    "$BIN" --config "$OUT/node.toml" > "$OUT/node-$1.log" 2>&1 &
+    "$BIN" --config "$OUT/node.toml" "${CAPTURE[@]}" > "$OUT/node-$1.log" 2>&1 &
     NODE_PID=$!
     PIDS+=("$NODE_PID")
     for _ in $(seq 50); do curl -sf "http://$NODE_IP:9000/health" >/dev/null && return; sleep 0.1; done

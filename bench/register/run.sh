@@ -16,6 +16,8 @@
 #   --journal N       sipserver-mock's journal_capacity (default: the node's own, 100000 events;
 #                     the journal keeps one event per new registration, so it is part of the
 #                     memory per binding; --journal 1000 shows the registrar without it)
+#   --capture N       run sipserver-mock with --capture-limit N (the capture tap on, keeping N
+#                     messages), to measure what capture costs (default: off)
 #   --no-nice         run servers and SIPp at normal priority (default: nice -10 for both
 #                     servers and SIPp alike, so builds/tests sharing the host disturb less)
 #   --no-build        use the existing target/release/sipserver-mock (e.g. while the tree does
@@ -47,6 +49,7 @@ FILL_RATE=5000
 SETTLE=0
 ONLY=both
 JOURNAL=""
+CAPTURE=()
 NICE=(nice -n -10)
 BUILD=1
 OUT=""
@@ -72,6 +75,7 @@ while [[ $# -gt 0 ]]; do
         --settle) SETTLE=1; shift ;;
         --only) ONLY=${2:?--only needs ours or kamailio}; shift 2 ;;
         --journal) JOURNAL=${2:?--journal needs a number}; shift 2 ;;
+        --capture) CAPTURE=(--capture-limit "${2:?--capture needs a number}"); shift 2 ;;
         --no-nice) NICE=(); shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=${2:?--out needs a directory}; shift 2 ;;
@@ -215,7 +219,7 @@ start_server() { # KIND LOGDIR
     [[ $SERVER == ours ]] && ip=$OURS_IP || ip=$KAM_IP
     udp_bound "$ip" "$SIP_PORT" && die "$ip:$SIP_PORT/udp is already in use: $(ss -lunp | grep "$ip:$SIP_PORT" || true)"
     if [[ $SERVER == ours ]]; then
-        "${NICE[@]}" "$BIN" --config "$OUT/ours.toml" >"$dir/server.log" 2>&1 &
+        "${NICE[@]}" "$BIN" --config "$OUT/ours.toml" "${CAPTURE[@]}" >"$dir/server.log" 2>&1 &
         SERVER_PID=$!; SERVER_PIDS=("$SERVER_PID")
         for i in $(seq 100); do
             curl -sf -o /dev/null "http://$OURS_IP:9000/metrics" && break

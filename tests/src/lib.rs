@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: start nodes on free ports, connect T-Lib clients, speak
 //! SIP from a bare UDP/TCP socket, run SIPp.
 
+pub mod browser;
 pub mod cluster;
 pub mod desktop;
 pub mod gws;

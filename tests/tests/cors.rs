@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use drlab_tests::browser::{chromium, chromium_available};
 use drlab_tests::desktop::{gws, lab_behind_proxy_with};
 use drlab_tests::gws::{raw_http_head, websocket_upgrade};
 use reqwest::{Method, StatusCode};
@@ -165,17 +166,6 @@ async fn cors_is_off_by_default() {
     }
 }
 
-/// Whether headless Chromium can run here. CI sets `DRLAB_REQUIRE_CHROMIUM=1` so a missing
-/// browser fails there.
-fn chromium_available() -> bool {
-    nodekit::peer::available(
-        nodekit::peer::runs("chromium", &["--version"]),
-        "chromium",
-        "DRLAB_REQUIRE_CHROMIUM",
-        "apt-get install chromium",
-    )
-}
-
 /// The desktop page: plain `fetch` with credentials, CometD by hand. It writes `PASS …` or
 /// `FAIL …` into `#out` and the title.
 fn desktop_page(gws: &str, user: &str) -> String {
@@ -272,31 +262,17 @@ async fn browser_page_on_another_origin_logs_in_and_receives_device_messages_thr
         desktop_page(&format!("http://{proxy}"), "agent8041"),
     ));
 
-    let profile = std::env::temp_dir().join(format!(
-        "drlab-chromium-{}-{}",
-        std::process::id(),
-        proxy.port()
-    ));
-    let run = tokio::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--dump-dom",
+    let output = chromium(
+        &format!("{page_origin}/"),
+        &[
+            "--dump-dom".into(),
             // Let the page's fetches finish before the DOM is dumped (virtual time stops while
             // requests are in flight).
-            "--virtual-time-budget=30000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("{page_origin}/"))
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("chromium finished within 90 s")
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
+            "--virtual-time-budget=30000".into(),
+        ],
+        Duration::from_secs(90),
+    )
+    .await;
     let dom = String::from_utf8_lossy(&output.stdout);
     let outcome = dom
         .split("<pre id=\"out\">")

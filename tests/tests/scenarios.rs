@@ -30,6 +30,7 @@ async fn scenario(id: &str, variant: &str, net: u8, faults: Via) {
         topology: topology(net),
         profile: "fast".into(),
         faults,
+        recorder: None,
     };
     let report = scenario::run(&cases, &opts, |_| {})
         .await

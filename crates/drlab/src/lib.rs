@@ -6,6 +6,7 @@
 //! * [`orchestra`] — the layer every front end shares: lab handle, actors, named faults,
 //!   roles, one merged history, status;
 //! * [`scenario`] — `drlab scenario`: the seed's DR scenarios, checked id by id;
+//! * [`report`] — the scenario report: a ladder diagram per case, in a browser;
 //! * [`bench`] — benchmarks that run a lab and print figures (`drlab bench cluster`);
 //! * [`node`] — one node of a topology (`drlab node`, what each container runs);
 //! * [`containers`] — the image, the Compose project and partitions in containers.
@@ -15,6 +16,7 @@ pub mod containers;
 pub mod lab;
 pub mod node;
 pub mod orchestra;
+pub mod report;
 pub mod scenario;
 pub mod storm;
 pub mod topology;

@@ -38,6 +38,10 @@ enum Command {
         /// Timer profile: `default` or one of the file's [profiles] (e.g. `fast`).
         #[arg(long)]
         profile: Option<String>,
+        /// Capture the messages crossing every node's links, keeping this many per node
+        /// (`GET /capture` on each control plane); off (0) by default.
+        #[arg(long, default_value_t = 0)]
+        capture_limit: usize,
     },
     /// Inject or remove a named fault in a running lab (`drlab up`) through its control planes
     /// or iptables: `cut dc1 dc2`, `cut gws1 ss1`, `cut proxy-dc1 gws1`, `cut phone DN DC`,
@@ -91,6 +95,21 @@ enum Command {
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// Write the report here: index.html, one ladder page per scenario variant,
+        /// journal.json and capture.json.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Messages each node's capture keeps (its newest); 0 turns capture off.
+        #[arg(long, default_value_t = DEFAULT_CAPTURE_LIMIT)]
+        capture_limit: usize,
+    },
+    /// Render the report of a saved run again (`journal.json` of `--report`, with the
+    /// `capture.json` beside it) into OUT_DIR.
+    Report {
+        /// The saved run's journal.json.
+        #[arg(long)]
+        from: PathBuf,
+        out_dir: PathBuf,
     },
     /// A reconnect storm on a lab of its own: phones and desktops logged in, one fault for all,
     /// how long each agent took to recover (percentiles, recovery curve, the ones never back).
@@ -148,6 +167,9 @@ enum Command {
         topology: Option<PathBuf>,
     },
 }
+
+/// Messages each node's capture keeps in a scenario run.
+const DEFAULT_CAPTURE_LIMIT: usize = 20_000;
 
 #[derive(Subcommand, Debug)]
 enum Bench {
@@ -214,6 +236,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             drlab::node::run_node(&topology, profile.as_deref(), &name, wait_for_stop()).await?;
         }
         Command::Image { action } => action.run()?,
+        Command::Report { from, out_dir } => {
+            let pages = drlab::report::render_saved(&from, &out_dir)?;
+            println!("{}", pages[0].display());
+        }
         Command::Compose(args) => {
             let (topology, _) = load(args.topology.as_ref())?;
             args.run(&topology)?;
@@ -252,8 +278,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             profile,
             faults,
             json,
+            report: report_dir,
+            capture_limit,
         } => {
             let (topology, _) = load(topology.as_ref())?;
+            if let Some(dir) = &report_dir {
+                drlab::report::prepare(dir)?;
+            }
+            // Every node of the scenarios' labs starts with this capture limit.
+            netfault::capture::set_process_limit(capture_limit);
             topology
                 .timers(Some(&profile))
                 .map_err(|e| BadInput::new(e, Vec::new()))?;
@@ -265,10 +298,14 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 )
                 .into());
             }
+            let recorder = report_dir
+                .as_ref()
+                .map(|_| drlab::report::Recorder::default());
             let opts = scenario::Options {
                 topology,
                 profile,
                 faults,
+                recorder: recorder.clone(),
             };
             if !json {
                 print!("{}", scenario::Report::header());
@@ -345,6 +382,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 print!("{}", report.render());
             }
+            if let (Some(dir), Some(recorder)) = (&report_dir, &recorder) {
+                let (journal, capture) = recorder.finish(&report);
+                let pages = drlab::report::write(dir, &journal, &capture)?;
+                eprintln!("report: {}", pages[0].display());
+            }
             return Ok(if report.ok() { 0 } else { 1 });
         }
         Command::Bench {
@@ -358,8 +400,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let report = bench.run(|step| eprintln!("… {step}")).await?;
             print!("{}", report.render());
         }
-        Command::Up { topology, profile } => {
+        Command::Up {
+            topology,
+            profile,
+            capture_limit,
+        } => {
             cli.log.init("info");
+            netfault::capture::set_process_limit(capture_limit);
             let (topology, _) = load(topology.as_ref())?;
             let lab = Lab::start(&topology, profile.as_deref()).await?;
             println!(

@@ -20,13 +20,18 @@
 //! that moves bytes between the real socket and an in-memory pipe the application then uses, so
 //! faults apply to byte streams without the application knowing. UDP works per datagram
 //! ([`FaultUdpSocket`]).
+//!
+//! The same place taps the traffic for the scenario report when capture is on ([`capture`]):
+//! each message that crosses a link, with a one-line summary.
 
+pub mod capture;
 mod glob;
 mod rule;
 mod set;
 pub mod tcp;
 mod udp;
 
+pub use capture::{Capture, Dir, MediaCounter, Record};
 pub use rule::{FaultMode, FaultRule, PeerFilter, RuleError};
 pub use set::{FaultStats, Faults, RuleId, StoredRule, Verdict};
 pub use tcp::FaultStream;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::capture::{self, Capture};
 use crate::glob;
 use crate::rule::{FaultMode, FaultRule, RuleError};
 
@@ -72,6 +73,7 @@ struct Inner {
     /// one-load check a TCP connection makes on each read and write.
     epoch: AtomicU64,
     stats: FaultStats,
+    capture: Capture,
 }
 
 /// A node's fault rules. Cheap to clone; all clones share the rules.
@@ -102,6 +104,7 @@ impl Faults {
             crashes: watch::Sender::new(0),
             epoch: AtomicU64::new(0),
             stats: FaultStats::default(),
+            capture: Capture::new(capture::process_limit()),
         }))
     }
 
@@ -191,6 +194,11 @@ impl Faults {
 
     pub fn stats(&self) -> &FaultStats {
         &self.0.stats
+    }
+
+    /// The node's capture tap (on when the process's `--capture-limit` was set, or later).
+    pub fn capture(&self) -> &Capture {
+        &self.0.capture
     }
 
     fn read_rules(&self) -> std::sync::RwLockReadGuard<'_, Vec<StoredRule>> {

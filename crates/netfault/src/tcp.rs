@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, Instant};
 
+use crate::capture::{Dir, StreamTap};
 use crate::set::{FaultStats, Faults, Verdict};
 use crate::TCP_LOSS_STALL;
 
@@ -37,6 +38,9 @@ pub struct FaultStream {
     peer: SocketAddr,
     local: SocketAddr,
     link: Arc<str>,
+    /// Whether the connection is tapped (capture was on when it opened): when not, reads and
+    /// writes never look at the tap.
+    tapped: bool,
 }
 
 /// What the application's reads and writes go to, shared with the connection's watcher.
@@ -51,6 +55,17 @@ struct State {
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
     watcher: Option<AbortHandle>,
+    /// The capture tap, when capture was on as the connection opened.
+    tap: Option<Box<StreamTap>>,
+}
+
+impl State {
+    /// Hands bytes that crossed the connection to the tap.
+    fn tap(&mut self, dir: Dir, bytes: &[u8]) {
+        if let Some(tap) = &mut self.tap {
+            tap.feed(self.ctx.faults.capture(), dir, bytes);
+        }
+    }
 }
 
 enum Io {
@@ -185,6 +200,19 @@ impl FaultStream {
     pub fn link(&self) -> &str {
         &self.link
     }
+
+    /// Hands the first `n` bytes of `bufs` (what a write took) to the tap.
+    fn tap_written(&self, bufs: &[IoSlice<'_>], mut n: usize) {
+        let mut st = lock(&self.state);
+        for b in bufs {
+            if n == 0 {
+                break;
+            }
+            let take = n.min(b.len());
+            st.tap(Dir::Out, &b[..take]);
+            n -= take;
+        }
+    }
 }
 
 impl Drop for FaultStream {
@@ -221,7 +249,8 @@ impl AsyncRead for FaultStream {
         let mut st = lock(&self.state);
         st.check(false);
         let st = &mut *st;
-        match &mut st.io {
+        let before = buf.filled().len();
+        let r = match &mut st.io {
             Io::Direct(s) => {
                 let r = Pin::new(s).poll_read(cx, buf);
                 if r.is_pending() {
@@ -231,7 +260,11 @@ impl AsyncRead for FaultStream {
             }
             Io::Piped(p) => Pin::new(p).poll_read(cx, buf),
             Io::Reset => Poll::Ready(Ok(())),
+        };
+        if self.tapped && matches!(r, Poll::Ready(Ok(()))) {
+            st.tap(Dir::In, &buf.filled()[before..]);
         }
+        r
     }
 }
 
@@ -272,13 +305,17 @@ impl AsyncWrite for FaultStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        poll_write_side(
+        let r = poll_write_side(
             &self.state,
             cx,
             |s, cx| s.poll_write(cx, buf),
             |p, cx| p.poll_write(cx, buf),
             broken_pipe,
-        )
+        );
+        if let (true, Poll::Ready(Ok(n))) = (self.tapped, &r) {
+            self.tap_written(&[IoSlice::new(buf)], *n);
+        }
+        r
     }
 
     fn poll_write_vectored(
@@ -286,13 +323,17 @@ impl AsyncWrite for FaultStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        poll_write_side(
+        let r = poll_write_side(
             &self.state,
             cx,
             |s, cx| s.poll_write_vectored(cx, bufs),
             |p, cx| p.poll_write_vectored(cx, bufs),
             broken_pipe,
-        )
+        );
+        if let (true, Poll::Ready(Ok(n))) = (self.tapped, &r) {
+            self.tap_written(bufs, *n);
+        }
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -411,6 +452,8 @@ pub fn wrap(faults: &Faults, link: &str, stream: TcpStream) -> FaultStream {
     let watches = Watches::subscribe(faults);
     let crashes = *watches.crashes.borrow();
     let clear = ctx.verdict().is_clear();
+    let tap = StreamTap::new(faults.capture(), &link, peer);
+    let tapped = tap.is_some();
     let io = if clear {
         Io::Direct(stream)
     } else {
@@ -424,6 +467,7 @@ pub fn wrap(faults: &Faults, link: &str, stream: TcpStream) -> FaultStream {
         read_waker: None,
         write_waker: None,
         watcher: None,
+        tap,
     }));
     if clear {
         let watcher = tokio::spawn(watch_direct(Arc::downgrade(&state), watches));
@@ -434,6 +478,7 @@ pub fn wrap(faults: &Faults, link: &str, stream: TcpStream) -> FaultStream {
         peer,
         local,
         link,
+        tapped,
     }
 }
 

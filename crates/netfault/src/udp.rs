@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant};
 
+use crate::capture::Dir;
 use crate::set::{FaultStats, Faults, Verdict};
 
 /// Most datagrams held back by `delay` per socket and direction; beyond that they are lost.
@@ -91,8 +92,11 @@ impl FaultUdpSocket {
         buf: &[u8],
         target: SocketAddr,
     ) -> io::Result<usize> {
+        let capture = self.faults.capture();
         if verdict.is_clear() {
-            return self.socket.send_to(buf, target).await;
+            let sent = self.socket.send_to(buf, target).await?;
+            capture.datagram(link, Dir::Out, target, buf);
+            return Ok(sent);
         }
         if verdict.reject {
             return Err(io::Error::new(
@@ -105,8 +109,11 @@ impl FaultUdpSocket {
             return Ok(buf.len());
         }
         if verdict.delay.is_zero() {
-            return self.socket.send_to(buf, target).await;
+            let sent = self.socket.send_to(buf, target).await?;
+            capture.datagram(link, Dir::Out, target, buf);
+            return Ok(sent);
         }
+        capture.datagram(link, Dir::Out, target, buf);
         if self.delayed_out.fetch_add(1, Ordering::Relaxed) >= MAX_DELAYED {
             self.delayed_out.fetch_sub(1, Ordering::Relaxed);
             self.count_dropped(buf.len());
@@ -127,6 +134,14 @@ impl FaultUdpSocket {
     /// Receives the next datagram that the link's rules let through (delayed ones when due).
     /// Meant for one receive loop per socket.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (n, from) = self.recv_admitted(buf).await?;
+        self.faults
+            .capture()
+            .datagram(&self.link, Dir::In, from, &buf[..n]);
+        Ok((n, from))
+    }
+
+    async fn recv_admitted(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         loop {
             let due = {
                 let mut delayed = self.delayed_in.lock().unwrap_or_else(|e| e.into_inner());

@@ -72,6 +72,10 @@ pub struct NodeArgs {
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Capture the messages crossing the node's links, keeping this many newest (`GET
+    /// /capture`); off (0) by default.
+    #[arg(long, default_value_t = 0)]
+    pub capture_limit: usize,
 }
 
 impl NodeArgs {
@@ -105,6 +109,8 @@ impl NodeArgs {
             *id.control_port = p;
         }
         node_flags(&mut config);
+        // Before the node starts: its fault layer takes the limit when it is created.
+        netfault::capture::set_process_limit(self.capture_limit);
         if self.fast {
             config = config.with_fast_timers();
         }

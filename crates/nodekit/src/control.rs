@@ -6,6 +6,7 @@
 //! | `GET /events?since=SEQ&limit=N&wait_ms=W` | journal entries after `SEQ`; with `wait_ms` it long-polls until one exists |
 //! | `GET /metrics` | the node's metrics, fault-layer counters included, as OpenMetrics text |
 //! | `GET /faults`, `POST /faults`, `DELETE /faults`, `DELETE /faults/{id}` | the fault layer |
+//! | `GET /capture?since=SEQ&limit=N&full=true` | captured messages after `SEQ` (the message text with `full`) and media counters |
 //! | `POST /crash` | close every socket abruptly, keep the process |
 //! | `POST /restart` | start the node's services again (fresh state, as a real restart) |
 //! | `GET /health` | liveness |
@@ -154,6 +155,7 @@ fn router(target: Target, token: Option<String>) -> Router {
             get(list_faults).post(add_faults).delete(clear_faults),
         )
         .route("/faults/{id}", delete(remove_fault))
+        .route("/capture", get(capture))
         .route("/crash", post(crash))
         .route("/restart", post(restart))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -217,6 +219,52 @@ async fn events(
     let entries = journal.since(q.since, q.limit.unwrap_or(10_000).min(100_000));
     Json(json!({ "node": t.node_name(), "last_seq": journal.last_seq(), "events": entries }))
         .into_response()
+}
+
+#[derive(Deserialize)]
+struct CaptureQuery {
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+    #[serde(default)]
+    full: bool,
+}
+
+/// Most records one `GET /capture` returns; page on with `since`.
+const MAX_CAPTURE_PAGE: usize = 50_000;
+
+async fn capture(
+    State(t): State<Target>,
+    query: Result<Query<CaptureQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let capture = t.faults().capture();
+    let limit = q.limit.unwrap_or(MAX_CAPTURE_PAGE).min(MAX_CAPTURE_PAGE);
+    let (records, last_seq) = capture.since(q.since, limit);
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let mut v = json!(r);
+            if !q.full {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("message");
+                }
+            }
+            v
+        })
+        .collect();
+    Json(json!({
+        "node": t.node_name(),
+        "enabled": capture.enabled(),
+        "limit": capture.limit(),
+        "last_seq": last_seq,
+        "records": records,
+        "media": capture.media(),
+    }))
+    .into_response()
 }
 
 async fn metrics(State(t): State<Target>) -> Response {

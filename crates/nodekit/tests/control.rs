@@ -268,3 +268,74 @@ async fn non_loopback_needs_a_token() {
         .unwrap();
     assert!(err.to_string().contains("token"));
 }
+
+/// The capture tap through the control plane: a T-Lib frame over a real TCP connection and a SIP
+/// datagram, each one record with its summary; the message text only with `full=true`.
+#[tokio::test]
+async fn capture_lists_what_crossed_the_links() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (toy, base, _server) = start(None).await;
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move { http.get(path).send().await.unwrap() }
+    };
+    let off: Value = get(format!("{base}/capture")).await.json().await.unwrap();
+    assert_eq!(off["enabled"], false);
+    toy.faults.capture().set_limit(100);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let client = tokio::spawn(async move {
+        let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+        let frame = br#"{"message":"RequestRegisterAddress","ThisDN":"7001","ReferenceID":1}"#;
+        s.write_all(&(frame.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(frame).await.unwrap();
+        s
+    });
+    let (accepted, _) = listener.accept().await.unwrap();
+    let mut server_side = netfault::tcp::accept_stream(&toy.faults, "tlib:toy", accepted).unwrap();
+    let _client = client.await.unwrap();
+    let mut buf = vec![0u8; 256];
+    let mut got = 0;
+    while got < 4 + 68 {
+        got += server_side.read(&mut buf[got..]).await.unwrap();
+    }
+    let udp =
+        netfault::FaultUdpSocket::bind(&toy.faults, "sip:toy", "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let options = b"OPTIONS sip:toy SIP/2.0\r\nCall-ID: k1\r\nCSeq: 7 OPTIONS\r\n\r\n";
+    udp.send_to(options, at).await.unwrap();
+
+    let page: Value = get(format!("{base}/capture?since=0"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["enabled"], true);
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{page}");
+    assert_eq!(records[0]["summary"], "RequestRegisterAddress DN 7001");
+    assert_eq!(records[0]["dir"], "in");
+    assert_eq!(records[0]["proto"], "tlib");
+    assert!(records[0].get("message").is_none());
+    assert_eq!(records[1]["summary"], "OPTIONS sip:toy CSeq 7");
+    assert_eq!(records[1]["key"], "k1");
+    assert_eq!(records[1]["dir"], "out");
+    let full: Value = get(format!("{base}/capture?since=1&full=true"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full["records"].as_array().unwrap().len(), 1);
+    assert!(full["records"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("OPTIONS sip:toy SIP/2.0"));
+    let bad = get(format!("{base}/capture?since=x")).await;
+    assert_eq!(bad.status(), 400);
+}

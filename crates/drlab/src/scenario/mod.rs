@@ -173,6 +173,7 @@ pub async fn run_case(case: Case, opts: &Options) -> Result<Vec<Row>, BadInput> 
                         .as_deref()
                         .unwrap_or("the scenario ended before this check")
                 ),
+                at_ms: crate::orchestra::history::now_ms(),
             });
         }
     }
@@ -244,6 +245,9 @@ where
         }
     }
     let rows = std::mem::take(&mut stage.rows);
+    if let Some(recorder) = &opts.recorder {
+        recorder.collect(&stage).await;
+    }
     stage.stop().await;
     match result {
         Ok(()) => Ok(rows),

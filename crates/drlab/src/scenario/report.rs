@@ -17,6 +17,9 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ms: Option<u64>,
     pub evidence: String,
+    /// Wall-clock ms when the check was decided (the report's marker for a failure).
+    #[serde(skip)]
+    pub at_ms: u64,
 }
 
 impl Row {
@@ -121,6 +124,7 @@ mod tests {
             pass,
             ms: Some(812),
             evidence: "x".repeat(80),
+            at_ms: 0,
         }
     }
 

@@ -29,6 +29,8 @@ pub struct Options {
     /// Timer profile (`fast` unless told otherwise).
     pub profile: String,
     pub faults: Via,
+    /// Collects each case for the report (`--report`).
+    pub recorder: Option<crate::report::Recorder>,
 }
 
 pub struct Stage {
@@ -215,6 +217,7 @@ impl Stage {
             pass,
             ms,
             evidence,
+            at_ms: now_ms(),
         });
     }
 
