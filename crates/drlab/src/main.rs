@@ -339,6 +339,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 print!("{}", report.summary());
             }
+            if let (Some(dir), Some(recorder)) = (&report_dir, &recorder) {
+                let (journal, capture) = recorder.finish(&report);
+                let pages = drlab::report::write(dir, &journal, &capture)?;
+                eprintln!("report: {}", pages[0].display());
+            }
             return Ok(if report.ok() { 0 } else { 1 });
         }
         Command::Storm {
@@ -381,11 +386,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", report.json());
             } else {
                 print!("{}", report.render());
-            }
-            if let (Some(dir), Some(recorder)) = (&report_dir, &recorder) {
-                let (journal, capture) = recorder.finish(&report);
-                let pages = drlab::report::write(dir, &journal, &capture)?;
-                eprintln!("report: {}", pages[0].display());
             }
             return Ok(if report.ok() { 0 } else { 1 });
         }
