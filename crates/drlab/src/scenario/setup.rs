@@ -288,8 +288,10 @@ pub async fn agent_logs_in(stage: &Stage, desktop: &Desktop) -> Result<u64, Stri
 /// The agent login through `desktop` is refused (R5: a call in progress; R10: the DN's owner
 /// unreachable). GWS answers a voice channel that cannot start as a partial success (HTTP 200,
 /// `statusCode` 7), which the desktop reports as refused; the refusal is the desktop's error or
-/// GWS's journal saying the voice channel failed, with the screen not showing the agent logged
-/// in; `node`'s journal names the node's answer when it has one.
+/// GWS's journal saying the voice channel failed, with no SIP node logging the agent in since.
+/// (The screen may still show the agent logged in: under long session timeouts the session the
+/// desktop lost keeps the agent logged in until it expires, R4.) `node`'s journal names the
+/// node's answer when it has one.
 pub async fn login_refused(stage: &Stage, desktop: &Desktop, node: &str) -> Found {
     let mark = stage.history.mark();
     let user = desktop.user();
@@ -308,9 +310,17 @@ pub async fn login_refused(stage: &Stage, desktop: &Desktop, node: &str) -> Foun
         (Ok(()), Some(e)) => Some(e.describe()),
         (Ok(()), None) => None,
     };
-    let Some(refusal) = refusal.filter(|_| !screen.agent_logged_in()) else {
+    let logged_in = stage.lab.sip_nodes.iter().find_map(|n| {
+        stage.history.find(&mark, n.name(), |e| {
+            e.kind == "agent.login" && e.detail["dn"] == dn.as_str()
+        })
+    });
+    let Some(refusal) = refusal.filter(|_| logged_in.is_none()) else {
         return Err(format!(
-            "{user}: agent login accepted ({asked:?}), voice {:?}",
+            "{user}: agent login accepted ({asked:?}; {}), voice {:?}",
+            logged_in
+                .map(|e| e.describe())
+                .unwrap_or_else(|| "no refusal".into()),
             screen.voice
         ));
     };
