@@ -33,7 +33,10 @@ pub use measure::Recovery;
 /// Journal entries kept per agent (registrations, refreshes, desktop events).
 const JOURNAL_PER_AGENT: usize = 64;
 /// Desktops logging in at once during the set-up.
-const MAX_LOGGING_IN: usize = 200;
+const MAX_LOGGING_IN: usize = 100;
+/// Desktop logins started per second during the set-up (a storm measures the fault, not the
+/// morning login).
+const LOGIN_RATE: f64 = 400.0;
 /// Agents clicking "log in" / "Ready" at once after the fault, and how often each one retries.
 const MAX_AGENTS_ACTING: usize = 200;
 const AGENT_RETRY: Duration = Duration::from_secs(1);
@@ -326,6 +329,7 @@ async fn storm(
             .collect();
         let mut sc = SwarmConfig::new(cfg, users);
         sc.max_logging_in = MAX_LOGGING_IN;
+        sc.rate = LOGIN_RATE;
         sc.journal_capacity = opts.desktops * JOURNAL_PER_AGENT + 1024;
         let swarm = desktop_sim::Swarm::start(sc)?;
         history.add("desktops", swarm.journal());

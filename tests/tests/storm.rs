@@ -1,0 +1,63 @@
+//! `drlab storm` end to end on a small swarm (fast profile, its own loopback addresses): the
+//! fault reaches exactly the agents it should, every one of them recovers, and the report says
+//! so in its JSON shape.
+
+use std::time::Duration;
+
+use drlab::orchestra::faults::Via;
+use drlab::storm::{self, Options, StormFault};
+use drlab::{Topology, DEFAULT_TOPOLOGY};
+
+/// The default topology on 127.0.82.x (DC1), .83 (DC2) and .84 (gateway and swarms).
+fn topology() -> Topology {
+    let text = DEFAULT_TOPOLOGY
+        .replace("127.0.1.", "127.0.82.")
+        .replace("127.0.2.", "127.0.83.")
+        .replace("127.0.3.", "127.0.84.");
+    Topology::parse(&text).expect("the moved topology parses")
+}
+
+#[tokio::test]
+async fn ss1_crash_storm_every_reached_agent_recovers() {
+    let opts = Options {
+        topology: topology(),
+        profile: "fast".into(),
+        phones: 40,
+        desktops: 20,
+        fault: StormFault::Ss1Crash,
+        via: Via::Builtin,
+        timeout: Duration::from_secs(30),
+    };
+    let report = storm::run(&opts, |_| {}).await.expect("the storm runs");
+    let render = report.render();
+    // Half the phones registered with ss1 first: they, and no other, had to move.
+    assert_eq!(report.phones.affected, 20, "{render}");
+    assert_eq!(report.phones.recovered, 20, "{render}");
+    // Every desktop's GWS node lost its SIP node: each went off Ready and came back.
+    assert_eq!(report.desktops.affected, 20, "{render}");
+    assert!(report.ok(), "{render}");
+    assert!(report.phones.from_fault.max_ms > 0, "{render}");
+    let json = report.json();
+    for kind in ["phones", "desktops"] {
+        for key in ["total", "recovered", "lost", "p50_ms", "p99_ms", "max_ms"] {
+            assert!(json[kind][key].is_u64(), "{kind}.{key} in {json}");
+        }
+    }
+    assert!(json["never_recovered"].as_array().is_some_and(|n| n.is_empty()));
+}
+
+#[tokio::test]
+async fn more_desktops_than_phones_is_refused_naming_both() {
+    let opts = Options {
+        topology: topology(),
+        profile: "fast".into(),
+        phones: 2,
+        desktops: 3,
+        fault: StormFault::Gws1Crash,
+        via: Via::Builtin,
+        timeout: Duration::from_secs(5),
+    };
+    let e = storm::run(&opts, |_| {}).await.expect_err("refused");
+    let text = format!("{e:#}");
+    assert!(text.contains("--desktops 3") && text.contains("--phones 2"), "{text}");
+}
