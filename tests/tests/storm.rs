@@ -43,7 +43,9 @@ async fn ss1_crash_storm_every_reached_agent_recovers() {
             assert!(json[kind][key].is_u64(), "{kind}.{key} in {json}");
         }
     }
-    assert!(json["never_recovered"].as_array().is_some_and(|n| n.is_empty()));
+    assert!(json["never_recovered"]
+        .as_array()
+        .is_some_and(|n| n.is_empty()));
 }
 
 #[tokio::test]
@@ -59,5 +61,8 @@ async fn more_desktops_than_phones_is_refused_naming_both() {
     };
     let e = storm::run(&opts, |_| {}).await.expect_err("refused");
     let text = format!("{e:#}");
-    assert!(text.contains("--desktops 3") && text.contains("--phones 2"), "{text}");
+    assert!(
+        text.contains("--desktops 3") && text.contains("--phones 2"),
+        "{text}"
+    );
 }

@@ -67,10 +67,20 @@ impl Driver {
         self.journal.record(kind, detail);
     }
 
-    /// Changes the screen and journals what the agent could notice.
+    /// Changes the screen and journals what the agent could notice. Whoever waits on the screen
+    /// is woken only after the journal has the change: a scenario that saw the screen change and
+    /// then injects a fault must find the change before its fault in the history.
     fn show(&mut self, change: impl FnOnce(&mut Screen) -> Vec<Seen>) {
         let mut seen = Vec::new();
-        self.screen.send_modify(|s| seen = change(s));
+        self.screen.send_if_modified(|s| {
+            seen = change(s);
+            false
+        });
+        self.journal_seen(seen);
+        self.screen.send_modify(|_| {});
+    }
+
+    fn journal_seen(&self, seen: Vec<Seen>) {
         for s in seen {
             match s {
                 Seen::Voice(v) => self.record("desktop.voice", json!({ "voice": v })),
