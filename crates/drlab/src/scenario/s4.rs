@@ -111,8 +111,21 @@ async fn steps(stage: &mut Stage) -> anyhow::Result<()> {
     let moved = stage
         .history
         .eventually(bound, || async {
-            let change = setup::ownership_change(stage, &mark, &dn, &r.ss1)
-                .filter(|c| c.contains(&format!("\"{}\"", r.ss3)));
+            // The change that gave ss3 the DN: a move from ss1, or (when ss1 released it as
+            // its binding expired, as under long timers) ss3 taking it.
+            let change = stage
+                .history
+                .since(&mark)
+                .into_iter()
+                .find(|e| {
+                    e.detail["dn"] == dn.as_str()
+                        && match e.kind {
+                            "ownership.moved" => e.detail["to"] == r.ss3.as_str(),
+                            "ownership.taken" => e.detail["owner"] == r.ss3.as_str(),
+                            _ => false,
+                        }
+                })
+                .map(|e| e.describe());
             let owner = setup::owner_at(stage, &r.ss3, &dn).await;
             match (change, owner) {
                 (Some(c), Some(o)) if o == r.ss3 => Ok(c),
