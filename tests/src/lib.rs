@@ -16,6 +16,17 @@ use sipserver_mock::{NodeConfig, SipNode};
 use tlib::{AddpConfig, ClientEvent, Events, Message, MessageName, TlibClient};
 use tokio::net::UdpSocket;
 
+/// The embedded default topology moved to 127.0.`net`.x (DC1), 127.0.`net+1`.x (DC2) and
+/// 127.0.`net+2`.x (the PSTN gateway, phones and callers), so that a test's whole lab meets no
+/// other test's lab or iptables rule.
+pub fn moved_topology(net: u8) -> drlab::Topology {
+    let text = drlab::DEFAULT_TOPOLOGY
+        .replace("127.0.1.", &format!("127.0.{net}."))
+        .replace("127.0.2.", &format!("127.0.{}.", net + 1))
+        .replace("127.0.3.", &format!("127.0.{}.", net + 2));
+    drlab::Topology::parse(&text).expect("the moved topology parses")
+}
+
 /// How long any single expected event may take in the fast profile before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 

@@ -15,7 +15,7 @@ use drlab::report::model::{
     JOURNAL_FORMAT,
 };
 use drlab::scenario::{self, Options, ScenarioId};
-use drlab::{Topology, DEFAULT_TOPOLOGY};
+use drlab::Topology;
 use drlab_tests::browser::{chromium, chromium_available};
 
 /// A fresh directory under the system's temp dir.
@@ -122,11 +122,7 @@ fn png_stats(png: &[u8]) -> (u32, u32, usize, f64) {
 
 /// The default topology on 127.0.110.x / .111.x / .112.x, away from every other test's lab.
 fn topology() -> Topology {
-    let text = DEFAULT_TOPOLOGY
-        .replace("127.0.1.", "127.0.110.")
-        .replace("127.0.2.", "127.0.111.")
-        .replace("127.0.3.", "127.0.112.");
-    Topology::parse(&text).expect("the moved topology parses")
+    drlab_tests::moved_topology(110)
 }
 
 /// S1 a with `--report`: the page shows the story — lanes grouped by DC, the band of GWS1's

@@ -7,27 +7,16 @@
 
 use drlab::orchestra::faults::Via;
 use drlab::scenario::{self, Options};
-use drlab::{Topology, DEFAULT_TOPOLOGY};
 use drlab_tests::cluster::iptables_usable;
 
 /// One scenario lab at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The default topology on 127.0.`net`.x (DC1), 127.0.`net+1`.x (DC2) and 127.0.`net+2`.x (the
-/// PSTN gateway, phones and callers), so that no other test's lab or iptables rule meets it.
-fn topology(net: u8) -> Topology {
-    let text = DEFAULT_TOPOLOGY
-        .replace("127.0.1.", &format!("127.0.{net}."))
-        .replace("127.0.2.", &format!("127.0.{}.", net + 1))
-        .replace("127.0.3.", &format!("127.0.{}.", net + 2));
-    Topology::parse(&text).expect("the moved topology parses")
-}
-
 async fn scenario(id: &str, variant: &str, net: u8, faults: Via) {
     let _one_at_a_time = SERIAL.lock().await;
     let cases = scenario::cases(&[id.to_owned()], Some(variant)).expect("a known case");
     let opts = Options {
-        topology: topology(net),
+        topology: drlab_tests::moved_topology(net),
         profile: "fast".into(),
         faults,
         recorder: None,

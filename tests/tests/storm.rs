@@ -6,15 +6,11 @@ use std::time::Duration;
 
 use drlab::orchestra::faults::Via;
 use drlab::storm::{self, Options, StormFault};
-use drlab::{Topology, DEFAULT_TOPOLOGY};
+use drlab::Topology;
 
 /// The default topology on 127.0.82.x (DC1), .83 (DC2) and .84 (gateway and swarms).
 fn topology() -> Topology {
-    let text = DEFAULT_TOPOLOGY
-        .replace("127.0.1.", "127.0.82.")
-        .replace("127.0.2.", "127.0.83.")
-        .replace("127.0.3.", "127.0.84.");
-    Topology::parse(&text).expect("the moved topology parses")
+    drlab_tests::moved_topology(82)
 }
 
 #[tokio::test]

@@ -84,14 +84,8 @@ enum Command {
         /// Only this variant (S1: a, b, c; S2: a, b; S4: a, b; S0 and S3 have one, `-`).
         #[arg(long)]
         variant: Option<String>,
-        #[arg(long)]
-        topology: Option<PathBuf>,
-        /// Timer profile: `fast` (default), `default`, or one of the topology's profiles.
-        #[arg(long, default_value = "fast")]
-        profile: String,
-        /// The fault layer the scenarios' faults use.
-        #[arg(long, value_enum, default_value = "builtin")]
-        faults: Via,
+        #[command(flatten)]
+        lab: OwnLab,
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -122,14 +116,8 @@ enum Command {
         desktops: usize,
         #[arg(long, value_enum)]
         fault: drlab::storm::StormFault,
-        #[arg(long)]
-        topology: Option<PathBuf>,
-        /// Timer profile: `fast` (default), `default`, or one of the topology's profiles.
-        #[arg(long, default_value = "fast")]
-        profile: String,
-        /// The fault layer: built-in (default) or real iptables rules (root).
-        #[arg(long, value_enum, default_value = "builtin")]
-        faults: Via,
+        #[command(flatten)]
+        lab: OwnLab,
         /// Seconds the agents have to recover before they count as lost.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -185,6 +173,37 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+}
+
+/// The lab a scenario or storm starts for itself: topology, timer profile, fault layer.
+#[derive(clap::Args, Debug)]
+struct OwnLab {
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Timer profile: `fast` (default), `default`, or one of the topology's profiles.
+    #[arg(long, default_value = "fast")]
+    profile: String,
+    /// The fault layer: built-in (default) or real iptables rules between the nodes (root).
+    #[arg(long, value_enum, default_value = "builtin")]
+    faults: Via,
+}
+
+impl OwnLab {
+    /// The topology, checked against the profile and the fault layer.
+    fn load(&self) -> anyhow::Result<Topology> {
+        let (topology, _) = load(self.topology.as_ref())?;
+        topology
+            .timers(Some(&self.profile))
+            .map_err(|e| BadInput::new(e, Vec::new()))?;
+        if self.faults == Via::Iptables && !drlab::orchestra::iptables::usable() {
+            return Err(BadInput::new(
+                "--faults iptables needs root and the iptables command",
+                vec!["builtin".into()],
+            )
+            .into());
+        }
+        Ok(topology)
+    }
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<(Topology, String)> {
@@ -274,37 +293,25 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scenario {
             ids,
             variant,
-            topology,
-            profile,
-            faults,
+            lab,
             json,
             report: report_dir,
             capture_limit,
         } => {
-            let (topology, _) = load(topology.as_ref())?;
+            let topology = lab.load()?;
             if let Some(dir) = &report_dir {
                 drlab::report::prepare(dir)?;
             }
             // Every node of the scenarios' labs starts with this capture limit.
             netfault::capture::set_process_limit(capture_limit);
-            topology
-                .timers(Some(&profile))
-                .map_err(|e| BadInput::new(e, Vec::new()))?;
             let cases = scenario::cases(&ids, variant.as_deref())?;
-            if faults == Via::Iptables && !drlab::orchestra::iptables::usable() {
-                return Err(BadInput::new(
-                    "--faults iptables needs root and the iptables command",
-                    vec!["builtin".into()],
-                )
-                .into());
-            }
             let recorder = report_dir
                 .as_ref()
                 .map(|_| drlab::report::Recorder::default());
             let opts = scenario::Options {
                 topology,
-                profile,
-                faults,
+                profile: lab.profile,
+                faults: lab.faults,
                 recorder: recorder.clone(),
             };
             if !json {
@@ -350,30 +357,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             phones,
             desktops,
             fault,
-            topology,
-            profile,
-            faults,
+            lab,
             timeout,
             json,
         } => {
-            let (topology, _) = load(topology.as_ref())?;
-            topology
-                .timers(Some(&profile))
-                .map_err(|e| BadInput::new(e, Vec::new()))?;
-            if faults == Via::Iptables && !drlab::orchestra::iptables::usable() {
-                return Err(BadInput::new(
-                    "--faults iptables needs root and the iptables command",
-                    vec!["builtin".into()],
-                )
-                .into());
-            }
             let opts = drlab::storm::Options {
-                topology,
-                profile,
+                topology: lab.load()?,
+                profile: lab.profile,
                 phones,
                 desktops,
                 fault,
-                via: faults,
+                via: lab.faults,
                 timeout: std::time::Duration::from_secs(timeout),
             };
             let report = drlab::storm::run(&opts, |line| {

@@ -40,6 +40,8 @@ const LOGIN_RATE: f64 = 400.0;
 /// Agents clicking "log in" / "Ready" at once after the fault, and how often each one retries.
 const MAX_AGENTS_ACTING: usize = 200;
 const AGENT_RETRY: Duration = Duration::from_secs(1);
+/// How long the desktops stay silent before the fault counts them settled.
+const DESKTOPS_QUIET: Duration = Duration::from_millis(300);
 
 /// The fault that starts the storm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -370,6 +372,21 @@ async fn storm(
         })
         .await
         .map_err(anyhow::Error::msg)?;
+
+    // The desktops settled: no desktop event for a moment, so that a late event of the set-up
+    // is not taken for the fault's doing.
+    let settle_until = tokio::time::Instant::now() + patience;
+    loop {
+        let m = history.mark();
+        tokio::time::sleep(DESKTOPS_QUIET).await;
+        let quiet = history
+            .since(&m)
+            .iter()
+            .all(|e| !e.kind.starts_with("desktop."));
+        if quiet || tokio::time::Instant::now() >= settle_until {
+            break;
+        }
+    }
 
     // The fault, all at once.
     let (faults, lost_registrars) = plan(opts.fault, roles, handle, lab)?;
