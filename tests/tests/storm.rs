@@ -62,3 +62,23 @@ async fn more_desktops_than_phones_is_refused_naming_both() {
         "{text}"
     );
 }
+
+/// DC1 goes down entirely: every phone moves to DC2 by its registrar list, every desktop to
+/// DC2's proxy by its fallback URL, and each agent is Ready again there.
+#[tokio::test]
+async fn dc1_down_storm_phones_and_desktops_recover_in_dc2() {
+    let opts = Options {
+        topology: drlab_tests::moved_topology(85),
+        profile: "fast".into(),
+        phones: 20,
+        desktops: 10,
+        fault: StormFault::Dc1Down,
+        via: Via::Builtin,
+        timeout: Duration::from_secs(30),
+    };
+    let report = storm::run(&opts, |_| {}).await.expect("the storm runs");
+    let render = report.render();
+    assert_eq!(report.phones.affected, 20, "{render}");
+    assert_eq!(report.desktops.affected, 10, "{render}");
+    assert!(report.ok(), "{render}");
+}

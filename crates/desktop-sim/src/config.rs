@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
+use crate::http::Origin;
 use crate::transport::Transport;
 
 /// Everything one desktop needs.
@@ -14,6 +15,10 @@ use crate::transport::Transport;
 pub struct DesktopConfig {
     /// `http://host:port` of the proxy or GWS node (no path).
     pub url: String,
+    /// Where the desktop goes, in order, when `url` stays unreachable: what a global load
+    /// balancer or DNS name (WWE's FQDN) resolves to once the first DC is gone.
+    #[serde(default)]
+    pub fallback_urls: Vec<String>,
     /// `agent<DN>`.
     pub user: String,
     pub password: String,
@@ -44,6 +49,7 @@ impl DesktopConfig {
     pub fn new(url: impl Into<String>, user: impl Into<String>) -> Self {
         DesktopConfig {
             url: url.into().trim_end_matches('/').to_owned(),
+            fallback_urls: Vec::new(),
             user: user.into(),
             password: "password".into(),
             ready: false,
@@ -63,6 +69,14 @@ impl DesktopConfig {
         self.request_timeout = Duration::from_secs(2);
         self.max_network_delay = Duration::from_secs(1);
         self
+    }
+
+    /// `url` then `fallback_urls`, parsed; an error names the bad one.
+    pub(crate) fn origins(&self) -> Result<Vec<Origin>, String> {
+        std::iter::once(&self.url)
+            .chain(&self.fallback_urls)
+            .map(|u| Origin::parse(u))
+            .collect()
     }
 
     /// The same desktop for another user (swarms).

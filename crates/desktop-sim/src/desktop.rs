@@ -81,12 +81,12 @@ impl Desktop {
 
     /// Starts a desktop on shared resources.
     pub fn start_with(cfg: DesktopConfig, shared: &Shared) -> anyhow::Result<Desktop> {
-        let origin = Origin::parse(&cfg.url).map_err(anyhow::Error::msg)?;
-        Ok(Self::launch(cfg, origin, shared))
+        let origins = cfg.origins().map_err(anyhow::Error::msg)?;
+        Ok(Self::launch(cfg, origins, shared))
     }
 
     /// Starts a desktop whose URL was already parsed into `origin` (a swarm parses it once).
-    pub(crate) fn launch(cfg: DesktopConfig, origin: Origin, shared: &Shared) -> Desktop {
+    pub(crate) fn launch(cfg: DesktopConfig, origins: Vec<Origin>, shared: &Shared) -> Desktop {
         let screen = Screen::new(&cfg.user);
         let (screen_tx, screen_rx) = watch::channel(screen);
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -102,7 +102,7 @@ impl Desktop {
             },
             ready: cfg.ready,
             user: cfg.user.clone(),
-            gws: Gws::new(cfg.clone(), origin),
+            gws: Gws::new(cfg.clone(), origins),
             screen: screen_tx,
             journal: shared.journal.clone(),
             tally: shared.tally.clone(),

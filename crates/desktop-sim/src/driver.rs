@@ -10,6 +10,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::connection::{Connection, Next, Policy};
+
+/// Network failures in a row (the loss included) after which a desktop with fallback URLs
+/// tries the next one.
+const URL_FAILOVER_AFTER: u32 = 2;
 use crate::desktop::{Command, Order, Reply};
 use crate::failure::Failure;
 use crate::gws::Gws;
@@ -325,7 +329,8 @@ impl Driver {
         next
     }
 
-    /// R13: from a loss until recovered or given up.
+    /// R13: from a loss until recovered or given up; after [`URL_FAILOVER_AFTER`] network
+    /// failures in a row the next URL of the list is tried.
     async fn recover(&mut self, loss: Failure) -> Flow {
         self.record(
             "desktop.connection_lost",
@@ -333,6 +338,7 @@ impl Driver {
         );
         let mut next = self.fail(&loss);
         let mut attempt = 0u32;
+        let mut unreachable = u32::from(matches!(loss, Failure::Network(_)));
         loop {
             let (at, relogin) = match next {
                 Next::GaveUp => return Flow::Continue,
@@ -369,7 +375,20 @@ impl Driver {
                     return Flow::Continue;
                 }
                 Some(Ok(())) => return Flow::Continue,
-                Some(Err(f)) => next = self.fail(&f),
+                Some(Err(f)) => {
+                    unreachable = if matches!(f, Failure::Network(_)) {
+                        unreachable + 1
+                    } else {
+                        0
+                    };
+                    if unreachable >= URL_FAILOVER_AFTER {
+                        if let Some(to) = self.gws.next_url() {
+                            self.record("desktop.url_changed", json!({ "to": to }));
+                            unreachable = 0;
+                        }
+                    }
+                    next = self.fail(&f);
+                }
             }
         }
     }

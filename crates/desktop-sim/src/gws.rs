@@ -45,7 +45,9 @@ pub struct Polled {
 /// The HTTP client state of one desktop.
 pub struct Gws {
     cfg: DesktopConfig,
-    origin: Origin,
+    /// The URL and the fallbacks; `current` is the one in use.
+    origins: Vec<Origin>,
+    current: usize,
     /// `Basic …` for the login probe.
     authorization: String,
     links: Links,
@@ -65,7 +67,8 @@ pub struct Gws {
 }
 
 impl Gws {
-    pub fn new(cfg: DesktopConfig, origin: Origin) -> Self {
+    /// `origins`: the URL first, then its fallbacks (at least one).
+    pub fn new(cfg: DesktopConfig, origins: Vec<Origin>) -> Self {
         let credentials = format!("{}:{}", cfg.user, cfg.password);
         let authorization = format!(
             "Basic {}",
@@ -73,7 +76,8 @@ impl Gws {
         );
         Gws {
             cfg,
-            origin,
+            origins,
+            current: 0,
             authorization,
             links: Links::default(),
             jar: CookieJar::new(),
@@ -86,6 +90,26 @@ impl Gws {
             request: Vec::new(),
             body: Vec::new(),
         }
+    }
+
+    fn origin(&self) -> &Origin {
+        &self.origins[self.current]
+    }
+
+    /// Moves to the next URL of the list (the first again after the last), as a browser whose
+    /// DNS name now resolves elsewhere: new connections, no CometD client; the cookies stay, so
+    /// the other side answers "unknown session" and the relogin policy decides. None with one
+    /// URL only.
+    pub fn next_url(&mut self) -> Option<String> {
+        if self.origins.len() < 2 {
+            return None;
+        }
+        self.current = (self.current + 1) % self.origins.len();
+        self.links = Links::default();
+        self.close_socket();
+        self.client_id = None;
+        self.csrf = None;
+        Some(self.origin().authority().to_string())
     }
 
     pub fn jar(&self) -> &CookieJar {
@@ -118,7 +142,7 @@ impl Gws {
         Request {
             method,
             path,
-            authority: self.origin.authority(),
+            authority: self.origin().authority(),
             authorization: basic.then_some(self.authorization.as_str()),
             cookies: &self.jar,
             csrf,
@@ -138,7 +162,7 @@ impl Gws {
         let mut request = std::mem::take(&mut self.request);
         self.encode(&mut request, method, path, body, basic);
         let link = self.links.take();
-        let done = http::exchange(&self.origin, link, &request, self.cfg.request_timeout).await;
+        let done = http::exchange(self.origin(), link, &request, self.cfg.request_timeout).await;
         self.request = request;
         self.finish(done)
     }
@@ -246,7 +270,7 @@ impl Gws {
     fn opener(&self) -> Option<Opener> {
         self.socket
             .is_none()
-            .then(|| Opener::new(&self.origin, &self.jar))
+            .then(|| Opener::new(self.origin(), &self.jar))
     }
 
     /// One CometD batch and its replies, up to the reply on `until`.
@@ -343,7 +367,7 @@ impl Gws {
                 let path = Self::bayeux_path("connect");
                 self.encode(&mut request, Method::Post, &path, Some(&batch), false);
                 let link = self.links.take();
-                let origin = self.origin.clone();
+                let origin = self.origin().clone();
                 let timeout = deadline - Instant::now();
                 Box::pin(async move {
                     let done = http::exchange(&origin, link, &request, timeout).await;

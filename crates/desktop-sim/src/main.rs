@@ -63,6 +63,10 @@ struct DesktopArgs {
     /// The proxy or GWS node, `http://host:port`.
     #[arg(long)]
     url: String,
+    /// Where to go when `--url` stays unreachable, in order (repeat the flag): the other DC's
+    /// proxy, as a global load balancer or DNS name would send a browser.
+    #[arg(long = "fallback-url", value_name = "URL")]
+    fallback_urls: Vec<String>,
     #[arg(long, default_value = "password")]
     password: String,
     /// Post Ready after login.
@@ -91,6 +95,7 @@ struct DesktopArgs {
 impl DesktopArgs {
     fn config(&self, user: &str) -> DesktopConfig {
         let mut cfg = DesktopConfig::new(&self.url, user);
+        cfg.fallback_urls = self.fallback_urls.clone();
         cfg.password = self.password.clone();
         cfg.ready = self.ready;
         cfg.relogin = self.relogin;

@@ -61,13 +61,13 @@ impl Drop for Swarm {
 impl Swarm {
     pub fn start(cfg: SwarmConfig) -> anyhow::Result<Swarm> {
         let journal = Journal::new("desktop-sim", cfg.journal_capacity);
-        let origin = Origin::parse(&cfg.desktop.url).map_err(anyhow::Error::msg)?;
+        let origins = cfg.desktop.origins().map_err(anyhow::Error::msg)?;
         let shared = Shared::new(journal);
         let desktops = Arc::new(Mutex::new(Vec::with_capacity(cfg.users.len())));
         let started_at = Instant::now();
         let starter = tokio::spawn(start_desktops(
             cfg,
-            origin,
+            origins,
             shared.clone(),
             desktops.clone(),
             started_at,
@@ -106,7 +106,7 @@ impl Swarm {
 /// Starts `cfg.users` at `cfg.rate`, never more than `cfg.max_logging_in` logging in at once.
 async fn start_desktops(
     cfg: SwarmConfig,
-    origin: Origin,
+    origins: Vec<Origin>,
     shared: Shared,
     desktops: Arc<Mutex<Vec<Desktop>>>,
     t0: Instant,
@@ -131,7 +131,7 @@ async fn start_desktops(
         let batch: Vec<Desktop> = users
             .by_ref()
             .take(now)
-            .map(|user| Desktop::launch(cfg.desktop.for_user(user), origin.clone(), &shared))
+            .map(|user| Desktop::launch(cfg.desktop.for_user(user), origins.clone(), &shared))
             .collect();
         started += batch.len();
         desktops

@@ -316,12 +316,17 @@ async fn storm(
         .proxy(&roles.proxy_dc1)
         .ok_or_else(|| anyhow::anyhow!("no proxy {}", roles.proxy_dc1))?;
     let url = format!("http://{}", proxy.http);
+    // DC2's proxy as the fallback, as WWE's FQDN behind a global load balancer.
+    let fallback = lab
+        .proxy(&roles.proxy_dc2)
+        .map(|p| format!("http://{}", p.http));
     let desktop_swarm = if opts.desktops > 0 {
         let mut cfg = DesktopConfig::new(&url, &agents[0].0);
         if fast {
             cfg = cfg.with_fast_timers();
         }
         cfg.password = agents[0].1.clone();
+        cfg.fallback_urls = fallback.into_iter().collect();
         cfg.ready = true;
         cfg.relogin = true;
         let users = agents
