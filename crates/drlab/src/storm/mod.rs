@@ -157,6 +157,14 @@ fn agents(
         .collect()
 }
 
+/// The SIP address of the lab's node `name`.
+fn sip_addr(lab: &Lab, name: &str) -> anyhow::Result<SocketAddr> {
+    Ok(lab
+        .sip_node(name)
+        .ok_or_else(|| anyhow::anyhow!("no SIP node {name}"))?
+        .sip_addr())
+}
+
 /// The faults of `fault` and the registrars they take away.
 fn plan(
     fault: StormFault,
@@ -164,13 +172,7 @@ fn plan(
     handle: &LabHandle,
     lab: &Lab,
 ) -> anyhow::Result<(Vec<Fault>, HashSet<String>)> {
-    let sip = |name: &str| -> anyhow::Result<String> {
-        Ok(lab
-            .sip_node(name)
-            .ok_or_else(|| anyhow::anyhow!("no SIP node {name}"))?
-            .sip_addr()
-            .to_string())
-    };
+    let sip = |name: &str| sip_addr(lab, name).map(|a| a.to_string());
     Ok(match fault {
         StormFault::Dc1Down => {
             let nodes: Vec<_> = handle
@@ -267,12 +269,7 @@ async fn storm(
         .map_err(anyhow::Error::msg)?
         .clone();
     // Phones: two halves, each with a DC1 node first and a DC2 node second.
-    let addr = |name: &str| -> anyhow::Result<SocketAddr> {
-        Ok(lab
-            .sip_node(name)
-            .ok_or_else(|| anyhow::anyhow!("no SIP node {name}"))?
-            .sip_addr())
-    };
+    let addr = |name: &str| sip_addr(lab, name);
     let halves = [
         (vec![addr(&roles.ss1)?, addr(&roles.ss3)?], 0),
         (vec![addr(&roles.ss2)?, addr(&roles.ss4)?], 1),
